@@ -1,0 +1,1 @@
+"""The `attnasr` command line: thin Typer commands over library functions."""

@@ -1,0 +1,47 @@
+"""What every command shares: one-line errors for user mistakes, the console, devices."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from rich.console import Console
+
+from asrkit.config import ConfigError
+from asrkit.io import UserError
+
+console = Console(stderr=True)  # progress and tables on stderr; stdout is for results
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(func: F) -> F:
+    """Turn a user mistake into `error: <message>` on one line and exit code 1, never a
+    traceback; Ctrl-C exits 130 after the command has had its chance to clean up."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (UserError, ConfigError) as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]")
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def resolve_device(name: str) -> str:
+    """`auto` picks CUDA when present, else the CPU."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but no CUDA device is available")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise UserError(f"unknown device '{name}' (valid: auto, cpu, cuda)")
+    return name

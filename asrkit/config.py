@@ -1,0 +1,264 @@
+"""Typed configuration: one frozen dataclass per concern, YAML holds values only.
+
+`ExperimentConfig` is what a YAML file under `recipes/*/conf/` loads into. Unknown keys are an
+error that names the key and suggests the closest valid one; values are type-checked. Dotted
+overrides (`train.lr=1e-3`) go through `dataclasses.replace`, so the objects stay frozen.
+
+Example:
+    >>> cfg = apply_overrides(ExperimentConfig(), ["optim.lr=0.002", "attention.kind=location"])
+    >>> cfg.optim.lr, cfg.attention.kind
+    (0.002, 'location')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is wrong; the message is one line meant for the user."""
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    sample_rate: int = 16000  # audio is resampled to this rate and mixed to mono
+    n_mels: int = 80  # log-mel filterbank bins
+    win_ms: float = 25.0  # analysis window
+    hop_ms: float = 10.0  # frame shift: 100 frames per second
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    kind: str = "pblstm"  # "pblstm", "transformer" or "conformer"
+    conv_subsample: int = 1  # 1 (none), 2 or 4: strided conv front end before the encoder
+    hidden: int = 256  # per-direction LSTM size, or model width for self-attention encoders
+    layers: int = 3  # pyramid levels (each halves time) or self-attention blocks
+    lstm_before_pyramid: bool = True  # LAS puts one full-rate BiLSTM below the pyramid
+    heads: int = 4  # self-attention encoders only
+    ff_mult: int = 4  # self-attention encoders only: feed-forward width multiple
+    left_context: int = -1  # self-attention only: time-restricted mask, -1 = unlimited
+    right_context: int = -1  # self-attention only: time-restricted mask, -1 = unlimited
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class AttentionConfig:
+    kind: str = "location"  # a name in asrkit.model.attention.REGISTRY, or global/local/monotonic
+    dim: int = 256  # energy / projection size d_a
+    scaling: float = 1.0  # softmax sharpening beta (soft families)
+    heads: int = 4  # multihead only
+    channels: int = 10  # location only: conv channels over the previous alignment
+    kernel: int = 31  # location only: odd conv width over the previous alignment
+    window: int = 8  # local only: half width D of the window, in encoder frames
+    renormalize: bool = False  # local-p only: renormalise after the Gaussian factor
+    chunk: int = 2  # mocha only: chunk width w
+    r_init: float = -4.0  # monotonic/mocha: energy offset r, negative so early alignment spreads
+    noise_std: float = 1.0  # monotonic/mocha: pre-sigmoid noise std in training
+    baseline_decay: float = 0.9  # hard only: moving-average REINFORCE baseline
+    entropy_weight: float = 0.01  # hard only: entropy bonus lambda_e
+    reinforce_weight: float = 1.0  # hard only: lambda_r
+
+
+@dataclass(frozen=True)
+class SpellerConfig:
+    embed_dim: int = 128  # token embedding size
+    hidden: int = 256  # LSTM decoder size
+    layers: int = 1  # LSTM decoder layers
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    ctc_weight: float = 0.3  # lambda of joint CTC-attention loss; 0 disables the CTC head
+    label_smoothing: float = 0.1  # cross-entropy label smoothing
+
+
+@dataclass(frozen=True)
+class SpecAugmentConfig:
+    freq_masks: int = 2  # number of frequency masks
+    freq_width: int = 15  # max bins per frequency mask
+    time_masks: int = 2  # number of time masks
+    time_width: int = 40  # max frames per time mask
+    time_max_ratio: float = 0.1  # a time mask covers at most this fraction of the utterance
+    time_warp: int = 0  # max warp in frames; 0 disables it
+    speed_perturb: tuple[float, ...] = ()  # e.g. (0.9, 1.0, 1.1); empty disables it
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    optimizer: str = "adamw"  # "adam" or "adamw"
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 1e-6
+    warmup_steps: int = 500  # linear warm-up to the peak
+    decay: str = "noam"  # "noam" (inverse sqrt after warm-up), "cosine" or "constant"
+    min_lr: float = 1e-5  # floor of the decay
+    grad_clip: float = 5.0  # max global gradient norm
+    accum_steps: int = 1  # gradient accumulation
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    max_epochs: int = 30
+    max_minutes: float = 0.0  # 0 = no time budget
+    max_frames: int = 20000  # batch size in input frames (sum over the batch, after padding)
+    max_utt_seconds: float = 30.0  # longer training utterances are skipped (and counted)
+    sampling_prob: float = 0.0  # scheduled sampling: final probability of feeding predictions
+    sampling_warmup_epochs: int = 2  # scheduled sampling ramps in after this many epochs
+    keep_best: int = 3  # best checkpoints kept (by dev WER) and averaged into the final model
+    patience: int = 0  # early stopping after this many epochs without dev WER gain; 0 = off
+    align_check_steps: int = 2000  # warn in plain words if attention is not aligned by then
+    num_workers: int = 0  # data-loader workers
+    seed: int = 0
+    precision: str = "fp32"  # "fp32", "bf16" or "fp16" (mixed precision on CUDA)
+    plot_utterances: int = 3  # dev utterances whose attention is plotted each epoch
+    log_every: int = 10  # steps between metrics.jsonl lines
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    beam: int = 1  # 1 = greedy
+    ctc_weight: float = 0.0  # joint CTC prefix scoring weight in beam search
+    length_penalty: float = 1.0  # score / length**penalty normalisation (0 = none)
+    eos_threshold: float = 1.5  # eos only if its log-prob is within this of the best token
+    max_len_ratio: float = 0.6  # max output tokens per encoder frame
+    min_len_ratio: float = 0.0
+    repeat_ngram: int = 4  # forbid an n-gram of this size to repeat back-to-back (loop guard)
+    batch_size: int = 16
+    max_segment_seconds: float = 20.0  # longer audio is cut at quiet points
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    tokenizer: str = ""  # path to tokenizer.json; empty = beside the training manifest
+    cmvn: str = ""  # path to cmvn.json; empty = beside the training manifest
+    use_feature_store: bool = True  # read precomputed features when prepare wrote them
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    listener: ListenerConfig = field(default_factory=ListenerConfig)
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
+    speller: SpellerConfig = field(default_factory=SpellerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    specaug: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+def _suggest(name: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else f" (valid: {', '.join(options)})"
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check `value` against a field annotation; ints pass as floats, lists as tuples."""
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        (item_type, _) = typing.get_args(annotation)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(_coerce(v, item_type, where) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if annotation in (int, float, str) and (
+        not isinstance(value, annotation) or isinstance(value, bool)
+    ):
+        raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
+    """Build dataclass `cls` from a plain dict, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            raise ConfigError(f"unknown config key '{path}'{_suggest(str(key), names)}")
+        hint = hints[key]
+        if is_dataclass(hint):
+            kwargs[key] = from_dict(hint, value or {}, path)  # type: ignore[arg-type]
+        else:
+            kwargs[key] = _coerce(value, hint, path)
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain-data view of a config (tuples become lists, so it round-trips through YAML)."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple | list):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def load_yaml(path: Path) -> ExperimentConfig:
+    """Load an experiment config; the error names the file and the bad key."""
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    try:
+        return from_dict(ExperimentConfig, data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def save_yaml(cfg: ExperimentConfig, path: Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    from asrkit.io import atomic_write_text
+
+    atomic_write_text(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def apply_overrides(cfg: T, overrides: list[str]) -> T:
+    """Apply `section.key=value` overrides (values parsed as YAML scalars)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form section.key=value")
+        dotted, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw != "" else ""
+        cfg = _replace_path(cfg, dotted.strip().split("."), value, dotted.strip())
+    return cfg
+
+
+def _replace_path(obj: Any, keys: list[str], value: Any, dotted: str) -> Any:
+    names = [f.name for f in fields(obj)]
+    head = keys[0]
+    if head not in names:
+        raise ConfigError(f"unknown config key '{dotted}'{_suggest(head, names)}")
+    hint = typing.get_type_hints(type(obj))[head]
+    if len(keys) == 1:
+        if is_dataclass(hint):
+            raise ConfigError(f"'{dotted}' is a section; set one of its keys")
+        return dataclasses.replace(obj, **{head: _coerce(value, hint, dotted)})
+    if not is_dataclass(hint):
+        raise ConfigError(f"'{head}' in '{dotted}' is not a section")
+    inner = _replace_path(getattr(obj, head), keys[1:], value, dotted)
+    return dataclasses.replace(obj, **{head: inner})

@@ -1,0 +1,1 @@
+"""Manifests, datasets, batching and collation."""

@@ -1,0 +1,37 @@
+"""Attention registry: every mechanism builds from its name.
+
+`build_attention(cfg, query_dim, memory_dim)` looks `cfg.kind` up (family names `global`,
+`local` and `monotonic` resolve to a sensible default of their family) and passes only that
+kind's options, through the class's `from_config`.
+"""
+
+from __future__ import annotations
+
+from asrkit.config import AttentionConfig
+from asrkit.io import UserError
+from asrkit.model.attention.base import Attention
+from asrkit.model.attention.dot import DotAttention
+
+REGISTRY: dict[str, type[Attention]] = {
+    "dot": DotAttention,
+}
+
+# A family name picks a sensible default member of that family.
+FAMILIES: dict[str, str] = {}
+
+
+def resolve_kind(kind: str) -> str:
+    """Family name or member name -> member name; unknown names are a UserError."""
+    name = FAMILIES.get(kind, kind)
+    if name not in REGISTRY:
+        valid = ", ".join([*FAMILIES, *REGISTRY])
+        raise UserError(f"unknown attention kind '{kind}' (valid: {valid})")
+    return name
+
+
+def build_attention(cfg: AttentionConfig, query_dim: int, memory_dim: int) -> Attention:
+    cls = REGISTRY[resolve_kind(cfg.kind)]
+    return cls.from_config(cfg, query_dim, memory_dim)  # type: ignore[attr-defined]
+
+
+__all__ = ["FAMILIES", "REGISTRY", "Attention", "build_attention", "resolve_kind"]

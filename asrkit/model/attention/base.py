@@ -1,0 +1,141 @@
+"""The attention interface every mechanism implements (see ../shared/docs/attention.md §1).
+
+A mechanism is used in two calls, with all state explicit (no caches, no `reset()`):
+
+    mem = attention.prepare(encoder_out, encoder_lengths)   # once per utterance batch
+    state = attention.initial_state(mem)
+    for each output step:
+        out = attention.step(query, mem, state, mode)          # -> context, weights, new state
+        state = out.state
+
+Beam search owns `mem` and `state` and reorders both with `index_select` (every tensor in them
+is batch-first), so the same module serves training, greedy decoding and beam search.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+Mode = Literal["train", "eval"]
+State = dict[str, Tensor]  # every tensor batch-first: reorder with reorder_state()
+
+
+@dataclass(frozen=True)
+class AttendMemory:
+    """Encoder outputs prepared for attention.
+
+    Attributes:
+        values: (B, T, D) encoder outputs, the vectors contexts are made of.
+        mask: (B, T) bool, True on valid frames (never inferred from zero features).
+        lengths: (B,) long, valid frames per item.
+        keys: kind-specific projections computed once per utterance, each (B, T, ...).
+    """
+
+    values: Tensor
+    mask: Tensor
+    lengths: Tensor
+    keys: dict[str, Tensor] = field(default_factory=dict)
+
+    def index_select(self, index: Tensor) -> AttendMemory:
+        """Pick (or repeat) batch items, e.g. to expand a batch into beams."""
+        return AttendMemory(
+            values=self.values.index_select(0, index),
+            mask=self.mask.index_select(0, index),
+            lengths=self.lengths.index_select(0, index),
+            keys={k: v.index_select(0, index) for k, v in self.keys.items()},
+        )
+
+
+@dataclass(frozen=True)
+class AttentionOutput:
+    """What one attention step returns.
+
+    Attributes:
+        context: (B, D) weighted sum of `values`; zero for an item with no valid frame.
+        weights: (B, T) the weights used (hard kinds: one-hot or zero; multihead: head mean);
+            exactly 0 on padding.
+        state: the state to pass to the next step.
+        log_prob: (B,) stochastic hard attention in training only: log-probability of the
+            sampled frame, for the REINFORCE term; None otherwise.
+        entropy: (B,) hard attention in training only: entropy of the sampling distribution.
+    """
+
+    context: Tensor
+    weights: Tensor
+    state: State
+    log_prob: Tensor | None = None
+    entropy: Tensor | None = None
+
+
+def reorder_state(state: State, index: Tensor) -> State:
+    """Reorder every batch-first tensor of a state (beam search)."""
+    return {k: v.index_select(0, index) for k, v in state.items()}
+
+
+def masked_softmax(energies: Tensor, mask: Tensor, scaling: float = 1.0) -> Tensor:
+    """Softmax over the last axis restricted to `mask`; rows with no valid entry give zeros.
+
+    Computed in float32 (or wider) whatever the input dtype. A finite fill instead of -inf
+    keeps fully masked rows free of NaN in forward and backward (pytorch#24816); the weights
+    are re-masked with 0 afterwards so padding gets exactly zero.
+    """
+    dtype = torch.promote_types(energies.dtype, torch.float32)
+    scores = (energies.to(dtype) * scaling).masked_fill(~mask, torch.finfo(dtype).min)
+    weights = torch.softmax(scores, dim=-1)
+    return weights.masked_fill(~mask, 0.0)
+
+
+def weighted_context(weights: Tensor, values: Tensor) -> Tensor:
+    """(B, T) x (B, T, D) -> (B, D)."""
+    return torch.bmm(weights.unsqueeze(1).to(values.dtype), values).squeeze(1)
+
+
+def valid_mask(lengths: Tensor, max_len: int) -> Tensor:
+    """(B,) lengths -> (B, T) bool, True on valid frames."""
+    return torch.arange(max_len, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+
+
+class Attention(nn.Module, ABC):
+    """Base class of every attention mechanism.
+
+    Args:
+        query_dim: size of the decoder query.
+        memory_dim: size of the encoder outputs.
+
+    Subclasses implement `prepare` (optional), `initial_state` (optional) and `step`, and a
+    `from_config` classmethod that reads only the options of their own kind.
+    """
+
+    def __init__(self, query_dim: int, memory_dim: int) -> None:
+        super().__init__()
+        self.query_dim = query_dim
+        self.memory_dim = memory_dim
+
+    def prepare(self, memory: Tensor, lengths: Tensor) -> AttendMemory:
+        """Project keys once per utterance. memory (B, T, D), lengths (B,)."""
+        return AttendMemory(memory, valid_mask(lengths, memory.shape[1]), lengths)
+
+    def initial_state(self, mem: AttendMemory) -> State:
+        """State before the first output step (empty for content-only kinds)."""
+        return {}
+
+    @abstractmethod
+    def step(self, query: Tensor, mem: AttendMemory, state: State, mode: Mode) -> AttentionOutput:
+        """One output step. query (B, query_dim) -> context (B, D), weights (B, T)."""
+
+    def auxiliary_loss(
+        self, log_prob_sum: Tensor, entropy_sum: Tensor, reward: Tensor
+    ) -> Tensor:
+        """Extra training loss (REINFORCE for stochastic hard attention); zero otherwise.
+
+        Args:
+            log_prob_sum: (B,) sum over steps of `AttentionOutput.log_prob`.
+            entropy_sum: (B,) sum over steps of `AttentionOutput.entropy`.
+            reward: (B,) detached per-utterance log-likelihood of the reference.
+        """
+        return log_prob_sum.new_zeros(())
