@@ -32,9 +32,17 @@ def main(
 
 def _register() -> None:
     # Imported here so that `attnasr --help` stays fast and each module owns its command.
-    from asrkit.cli import prepare
+    from asrkit.cli import demo, evaluate, prepare, train, transcribe
 
     prepare.register(app)
+    train.register(app)
+    evaluate.register(app)
+    transcribe.register(app)
+    demo.register(app)
 
 
 _register()
+
+
+if __name__ == "__main__":  # `python -m asrkit.cli.main` (e.g. under torchrun)
+    app()

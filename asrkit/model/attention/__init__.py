@@ -9,15 +9,31 @@ from __future__ import annotations
 
 from asrkit.config import AttentionConfig
 from asrkit.io import UserError
+from asrkit.model.attention.additive import AdditiveAttention
 from asrkit.model.attention.base import Attention
-from asrkit.model.attention.dot import DotAttention
+from asrkit.model.attention.dot import DotAttention, GeneralAttention
+from asrkit.model.attention.hard import StochasticHardAttention
+from asrkit.model.attention.local import LocalMAttention, LocalPAttention
+from asrkit.model.attention.location import LocationAttention
+from asrkit.model.attention.mocha import MoChAAttention
+from asrkit.model.attention.monotonic import MonotonicAttention
+from asrkit.model.attention.multihead import MultiHeadAttention
 
 REGISTRY: dict[str, type[Attention]] = {
     "dot": DotAttention,
+    "general": GeneralAttention,
+    "additive": AdditiveAttention,
+    "location": LocationAttention,
+    "multihead": MultiHeadAttention,
+    "local-m": LocalMAttention,
+    "local-p": LocalPAttention,
+    "monotonic": MonotonicAttention,
+    "mocha": MoChAAttention,
+    "hard": StochasticHardAttention,
 }
 
 # A family name picks a sensible default member of that family.
-FAMILIES: dict[str, str] = {}
+FAMILIES: dict[str, str] = {"global": "location", "local": "local-m", "monotonic": "monotonic"}
 
 
 def resolve_kind(kind: str) -> str:
@@ -30,6 +46,7 @@ def resolve_kind(kind: str) -> str:
 
 
 def build_attention(cfg: AttentionConfig, query_dim: int, memory_dim: int) -> Attention:
+    """The mechanism `cfg.kind` names, for (B, query_dim) queries and (B, T, memory_dim) frames."""
     cls = REGISTRY[resolve_kind(cfg.kind)]
     return cls.from_config(cfg, query_dim, memory_dim)  # type: ignore[attr-defined]
 

@@ -128,9 +128,7 @@ class Attention(nn.Module, ABC):
     def step(self, query: Tensor, mem: AttendMemory, state: State, mode: Mode) -> AttentionOutput:
         """One output step. query (B, query_dim) -> context (B, D), weights (B, T)."""
 
-    def auxiliary_loss(
-        self, log_prob_sum: Tensor, entropy_sum: Tensor, reward: Tensor
-    ) -> Tensor:
+    def auxiliary_loss(self, log_prob_sum: Tensor, entropy_sum: Tensor, reward: Tensor) -> Tensor:
         """Extra training loss (REINFORCE for stochastic hard attention); zero otherwise.
 
         Args:
@@ -139,3 +137,32 @@ class Attention(nn.Module, ABC):
             reward: (B,) detached per-utterance log-likelihood of the reference.
         """
         return log_prob_sum.new_zeros(())
+
+
+def energy_dtype(x: Tensor) -> torch.dtype:
+    """float32, or wider when `x` is wider (float64 gradient checks)."""
+    return torch.promote_types(x.dtype, torch.float32)
+
+
+def no_autocast(device: torch.device) -> torch.autocast:
+    """Context that disables autocast, so energies and cumulative ops run in float32.
+
+    Under bf16/fp16 autocast, `F.linear` and `matmul` silently downcast even float32 inputs;
+    energies, normalisation and cumulative products must not (spec §0, convention 3).
+    """
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
+def gather_frames(x: Tensor, index: Tensor) -> Tensor:
+    """Pick frames per item: x (B, T, D), index (B, W) long in [0, T) -> (B, W, D)."""
+    return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def scatter_frames(window_weights: Tensor, index: Tensor, num_frames: int) -> Tensor:
+    """Spread window weights back onto the time axis: (B, W), (B, W) -> (B, T).
+
+    `scatter_add` (not `scatter`) because clamped window indices may repeat: an out-of-range
+    position carries weight 0 and must not overwrite the weight of the real frame it aliases.
+    """
+    out = window_weights.new_zeros(window_weights.shape[0], num_frames)
+    return out.scatter_add(1, index, window_weights)

@@ -1,0 +1,77 @@
+"""`attnasr evaluate --model EXP --manifest M.jsonl --out DIR` | `--ref REF --hyp HYP --out DIR`."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from asrkit.cli.common import console, resolve_device, user_errors
+from asrkit.io import UserError
+
+
+class Normalizer(str, Enum):
+    librispeech = "librispeech"
+    english = "english"
+    none = "none"
+
+
+@user_errors
+def evaluate_command(
+    out: Annotated[Path, typer.Option("--out", help="Output folder for the report files.")],
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Experiment folder or .pt file to decode with.")
+    ] = None,
+    manifest: Annotated[
+        Path | None, typer.Option("--manifest", help="Manifest to decode (with --model).")
+    ] = None,
+    ref: Annotated[
+        Path | None, typer.Option("--ref", help="Reference: trn, Kaldi text or JSON lines.")
+    ] = None,
+    hyp: Annotated[
+        Path | None, typer.Option("--hyp", help="Hypothesis of any system, same utterance ids.")
+    ] = None,
+    compare: Annotated[
+        Path | None,
+        typer.Option("--compare", help="Another evaluate folder: significance tests vs it."),
+    ] = None,
+    normalizer: Annotated[
+        Normalizer, typer.Option("--normalizer", help="Text normalisation of both sides.")
+    ] = Normalizer.librispeech,
+    beam: Annotated[int | None, typer.Option("--beam", help="Beam width (1 = greedy).")] = None,
+    ctc_weight: Annotated[
+        float | None, typer.Option("--ctc-weight", help="Joint CTC weight in beam search.")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Utterances decoded together.")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    worst: Annotated[
+        int, typer.Option("--worst", help="Worst utterances listed (and plotted).")
+    ] = 10,
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", help="Bootstrap replications for CIs.")
+    ] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite earlier results in --out.")
+    ] = False,
+) -> None:
+    """Decode and score a test set (WER, CER, SER, CIs, breakdowns), or score given files."""
+    from asrkit.evaluate import ModelOptions, ScoringOptions, evaluate_files, evaluate_model
+
+    opts = ScoringOptions(normalizer.value, bootstrap, seed, worst, compare, force)
+    if model is not None and manifest is not None and ref is None and hyp is None:
+        decode = ModelOptions(beam, ctc_weight, batch_size, resolve_device(device))
+        evaluate_model(model, manifest, out, opts, decode, console=console)
+    elif ref is not None and hyp is not None and model is None and manifest is None:
+        evaluate_files(ref, hyp, out, opts, console=console)
+    else:
+        raise UserError("give either --model and --manifest, or --ref and --hyp")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `evaluate` to `app`."""
+    app.command("evaluate")(evaluate_command)

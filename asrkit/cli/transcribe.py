@@ -1,0 +1,77 @@
+"""`attnasr transcribe AUDIO... --model EXP`: speech to text, subtitles and alignment plots."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from asrkit.cli.common import console, resolve_device, user_errors
+
+
+class OutputFormat(str, Enum):
+    txt = "txt"
+    json = "json"
+    srt = "srt"
+    vtt = "vtt"
+    ctm = "ctm"
+    all = "all"
+
+
+class TimestampSource(str, Enum):
+    auto = "auto"
+    attention = "attention"
+    ctc = "ctc"
+
+
+@user_errors
+def transcribe(
+    audio: Annotated[list[str], typer.Argument(help="Audio files, folders or @list.txt files.")],
+    model: Annotated[Path, typer.Option("--model", help="Experiment folder or .pt checkpoint.")],
+    beam: Annotated[int | None, typer.Option("--beam", help="Beam width (1 = greedy).")] = None,
+    ctc_weight: Annotated[
+        float | None, typer.Option("--ctc-weight", help="Joint CTC weight in beam search.")
+    ] = None,
+    fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = (
+        OutputFormat.txt
+    ),
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for DIR/<name>.<format> files.")
+    ] = None,
+    plot: Annotated[bool, typer.Option("--plot", help="Write an alignment PNG per file.")] = False,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Files (or segments) decoded together.")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    timestamps: Annotated[
+        TimestampSource,
+        typer.Option("--timestamps", help="Word times from CTC alignment or attention."),
+    ] = TimestampSource.auto,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite earlier results in --out.")
+    ] = False,
+) -> None:
+    """Transcribe audio: one file prints to stdout, several go to --out DIR; prints the RTF."""
+    from asrkit.decoding.run import run_transcribe, timing_table
+
+    overrides = {
+        "beam": beam,
+        "ctc_weight": ctc_weight,
+        "batch_size": batch_size,
+        "timestamps": timestamps.value,
+    }
+    result = run_transcribe(
+        audio, model, overrides, fmt.value, out, plot, resolve_device(device), force, console
+    )
+    sys.stdout.write(result.stdout)
+    if result.files:
+        console.print(f"wrote {len(result.files)} files to {out or Path.cwd()}")
+    console.print(timing_table(result.timing, len(result.transcripts)))
+
+
+def register(app: typer.Typer) -> None:
+    """Add `transcribe` to `app`."""
+    app.command("transcribe")(transcribe)

@@ -1,0 +1,140 @@
+"""Training and evaluation datasets: manifest utterances -> (features, token ids).
+
+Features come from the feature store written by `attnasr prepare` when it matches the
+config, otherwise they are computed on the fly (`load_audio` + `Fbank`, inside the data-loader
+workers). Augmentation draws from a generator seeded by `(seed, epoch, index)`, so an epoch is
+reproducible whatever the number of workers (see specaug.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from asrkit.config import FeaturesConfig, SpecAugmentConfig
+from asrkit.data.manifest import Utterance, read_manifest
+from asrkit.data.specaug import SpecAugment, speed_perturb
+from asrkit.features import Fbank, load_audio
+from asrkit.io import UserError
+from asrkit.tokenizer import Tokenizer
+
+
+@dataclass(frozen=True)
+class Example:
+    """One item: id, raw log-mel `feats` (T, n_mels) float32, `tokens` (U,) long (no eos)."""
+
+    id: str
+    feats: Tensor
+    tokens: Tensor
+
+
+@dataclass(frozen=True)
+class Split:
+    """Utterances kept from a manifest, and how many were skipped for being too long."""
+
+    utterances: list[Utterance]
+    skipped: int
+
+
+def read_split(manifest: Path, max_seconds: float = 0.0) -> Split:
+    """Read a manifest and drop utterances longer than `max_seconds` (0 keeps all).
+
+    Raises:
+        UserError: missing or empty manifest, a line with an empty audio path, or nothing
+            left after the length filter.
+    """
+    utts = read_manifest(manifest)
+    for number, utt in enumerate(utts, 1):
+        if not utt.audio.strip():
+            raise UserError(f"{manifest}:{number}: utterance '{utt.id}' has no audio path")
+    kept = [u for u in utts if max_seconds <= 0 or u.duration <= max_seconds]
+    if not kept:
+        raise UserError(f"{manifest}: every utterance is longer than {max_seconds:g} s")
+    return Split(kept, len(utts) - len(kept))
+
+
+def open_store(manifest: Path, features: FeaturesConfig, utts: list[Utterance]) -> object | None:
+    """The prepared feature store of `manifest` if it exists, matches and covers every utt."""
+    from asrkit.data.feature_store import FeatureStore
+
+    store = FeatureStore.open(manifest, features)
+    if store is None or not all(u.id in store for u in utts):
+        return None
+    return store
+
+
+class SpeechDataset(torch.utils.data.Dataset):
+    """Map-style dataset over utterances.
+
+    Args:
+        utts: the utterances, in a fixed order (the sampler refers to these indices).
+        tokenizer: encodes the transcripts.
+        features: the feature configuration (sample rate, bins).
+        store: a `FeatureStore` (precomputed features) or None to compute them on the fly.
+        specaug: SpecAugment settings for training, None for evaluation.
+        cmvn_mean: (n_mels,) fill value of the masks (the global mean).
+        seed: base seed of the augmentation.
+    """
+
+    def __init__(
+        self,
+        utts: list[Utterance],
+        tokenizer: Tokenizer,
+        features: FeaturesConfig,
+        store: object | None = None,
+        specaug: SpecAugmentConfig | None = None,
+        cmvn_mean: Tensor | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.utts = utts
+        self.tokens = [torch.tensor(tokenizer.encode(u.text), dtype=torch.long) for u in utts]
+        self.features = features
+        self.speed_factors = specaug.speed_perturb if specaug else ()
+        # Speed perturbation changes the waveform, so precomputed features cannot serve it.
+        self.store = None if self.speed_factors else store
+        if self.store is None:
+            missing = next((u for u in utts if not Path(u.audio).is_file()), None)
+            if missing is not None:
+                raise UserError(f"{missing.audio}: audio file of '{missing.id}' not found")
+        fill = cmvn_mean if cmvn_mean is not None else torch.zeros(features.n_mels)
+        self.augment = SpecAugment(specaug, fill) if specaug is not None else None
+        self.seed = seed
+        self.epoch = 0
+        self._fbank: Fbank | None = None
+
+    @property
+    def frames(self) -> list[int]:
+        """Approximate frames per utterance (from the duration), used for batching."""
+        per_second = 1000.0 / self.features.hop_ms
+        return [max(1, int(u.duration * per_second)) for u in self.utts]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation draws of `epoch` (call before creating the loader iterator)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+    def __getitem__(self, index: int) -> Example:
+        utt = self.utts[index]
+        generator = torch.Generator().manual_seed(
+            (self.seed * 1_000_003 + self.epoch) * 10_000_019 + index
+        )
+        if self.store is not None:
+            feats = self.store.get(utt.id).float()  # type: ignore[attr-defined]
+        else:
+            feats = self._compute(utt, generator)
+        if self.augment is not None:
+            feats = self.augment(feats, generator)
+        return Example(utt.id, feats, self.tokens[index])
+
+    def _compute(self, utt: Utterance, generator: torch.Generator) -> Tensor:
+        if self._fbank is None:  # built lazily: one per worker process
+            self._fbank = Fbank(self.features)
+        wave = load_audio(utt.audio, self.features.sample_rate)
+        wave = speed_perturb(wave, self.features.sample_rate, self.speed_factors, generator)
+        with torch.no_grad():
+            return self._fbank(wave)

@@ -1,0 +1,100 @@
+"""SpecAugment (Park et al., 2019) and speed perturbation, driven by an explicit generator.
+
+Every random draw goes through a `torch.Generator` that the dataset seeds from
+`(seed, epoch, utterance index)`, so an augmented epoch is the same whatever the number of
+data-loader workers and whether the run was resumed: exact resume needs no worker RNG state.
+
+Masked values are set to the global CMVN mean, i.e. to 0 after the model's normalisation,
+which is what the paper's masks on normalised features do.
+
+Example:
+    >>> import torch
+    >>> aug = SpecAugment(SpecAugmentConfig(), fill=torch.zeros(80))
+    >>> aug(torch.randn(200, 80), torch.Generator().manual_seed(0)).shape
+    torch.Size([200, 80])
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import torchaudio
+from torch import Tensor
+
+from asrkit.config import SpecAugmentConfig
+
+
+def _randint(low: int, high: int, generator: torch.Generator) -> int:
+    """Uniform integer in [low, high] (inclusive); `low` when the range is empty."""
+    if high <= low:
+        return low
+    return int(torch.randint(low, high + 1, (1,), generator=generator))
+
+
+class SpecAugment:
+    """Time warp, frequency masks and time masks on one utterance's features.
+
+    Args:
+        cfg: mask counts and widths.
+        fill: (n_mels,) value written into masked cells (the CMVN mean).
+    """
+
+    def __init__(self, cfg: SpecAugmentConfig, fill: Tensor) -> None:
+        self.cfg = cfg
+        self.fill = fill.float()
+
+    def __call__(self, feats: Tensor, generator: torch.Generator) -> Tensor:
+        """feats (T, n_mels) -> augmented copy (T, n_mels); the input is not modified."""
+        cfg = self.cfg
+        feats = feats.clone()
+        frames, bins = feats.shape
+        if cfg.time_warp > 0:
+            feats = time_warp(feats, cfg.time_warp, generator)
+        for _ in range(cfg.freq_masks):
+            width = _randint(0, min(cfg.freq_width, bins), generator)
+            start = _randint(0, bins - width, generator)
+            feats[:, start : start + width] = self.fill[start : start + width]
+        # The paper's upper bound p * T keeps short utterances from being wiped out.
+        max_width = min(cfg.time_width, int(cfg.time_max_ratio * frames))
+        for _ in range(cfg.time_masks):
+            width = _randint(0, max_width, generator)
+            start = _randint(0, frames - width, generator)
+            feats[start : start + width] = self.fill
+        return feats
+
+
+def time_warp(feats: Tensor, max_warp: int, generator: torch.Generator) -> Tensor:
+    """Move a random centre frame by up to `max_warp` frames, stretching both sides.
+
+    The piecewise-linear stretch (as in ESPnet's `time_warp`) replaces the paper's sparse image
+    warp; the number of frames is unchanged. feats (T, F) -> (T, F).
+    """
+    frames = feats.shape[0]
+    if frames <= 2 * max_warp + 1:
+        return feats
+    centre = _randint(max_warp + 1, frames - max_warp - 1, generator)
+    moved = centre + _randint(-max_warp, max_warp, generator)
+    image = feats.t().unsqueeze(0)  # (1, F, T): interpolate works on the last axis
+    left = F.interpolate(image[..., :centre], size=moved, mode="linear", align_corners=False)
+    right = F.interpolate(
+        image[..., centre:], size=frames - moved, mode="linear", align_corners=False
+    )
+    return torch.cat([left, right], dim=-1).squeeze(0).t().contiguous()
+
+
+def speed_perturb(
+    wave: Tensor, sample_rate: int, factors: tuple[float, ...], generator: torch.Generator
+) -> Tensor:
+    """Play `wave` (N,) faster or slower by a factor drawn from `factors` (pitch moves too).
+
+    Resampling from `rate * factor` to `rate` keeps the sample rate and changes the duration
+    to N / factor, which is Kaldi's `sox speed` perturbation.
+    """
+    if not factors:
+        return wave
+    factor = factors[_randint(0, len(factors) - 1, generator)]
+    if factor == 1.0 or wave.numel() == 0:
+        return wave
+    # resample() wants integer rates; 100 Hz granularity keeps the gcd (and the cost) small.
+    source = round(sample_rate * factor / 100) * 100
+    return torchaudio.functional.resample(wave, source, sample_rate)

@@ -1,0 +1,231 @@
+"""Batched beam search over utterances and beams, with optional joint CTC prefix scoring.
+
+Rows are laid out as B blocks of K beams: (B*K, ...). Every step:
+  1. the speller scores the next token for every row, `constrain` applies the shared rules;
+  2. with a CTC head and ctc_weight > 0, the top candidates of each row are rescored:
+     (1 - w) * attention + w * CTC prefix increment (Watanabe et al. 2017);
+  3. per utterance the best 2K (row, token) extensions are ranked: the first K that are not
+     <eos> continue, and an <eos> ranked above the K-th continuation finishes a hypothesis
+     (fairseq's rule, so K = 1 is exactly greedy search);
+  4. an utterance is done once it holds K finished hypotheses; its rows leave the batch.
+Attention rows are not copied along the beam: each step's weights and back-pointers are kept
+and a finished hypothesis is traced back once (linear, not quadratic, in the output length).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from asrkit.decoding.constraints import (
+    NEG_INF,
+    build_hypothesis,
+    constrain,
+    encode,
+    eval_mode,
+    length_limits,
+    normalized,
+)
+from asrkit.decoding.ctc_prefix import CTCPrefixScorer, CTCPrefixState
+from asrkit.decoding.options import DecodeOptions, Hypothesis
+from asrkit.model.attention.base import reorder_state
+from asrkit.tokenizer import EOS_ID, Tokenizer
+
+if TYPE_CHECKING:
+    from asrkit.model.las import LAS
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """A finished hypothesis: where to trace it from and how it scored."""
+
+    rank: float  # length-normalised score
+    score: float
+    step: int  # step at which <eos> was emitted
+    row: int  # its row in that step's layout
+    tokens: list[int]
+    log_probs: list[float]  # attention log-prob of each token and of <eos>
+
+
+@dataclass
+class _Beams:
+    """The mutable state of one batched search (rows = live utterances x K)."""
+
+    items: list[int]  # original utterance index of each live block
+    scores: Tensor  # (N,) joint log-prob of each row's prefix
+    history: Tensor  # (N, t) tokens so far
+    history_lp: Tensor  # (N, t) attention log-prob of each token
+    min_len: Tensor  # (N,)
+    max_len: Tensor  # (N,)
+    ctc: CTCPrefixState | None
+
+
+def beam_search(
+    model: LAS,
+    feats: Tensor,
+    feat_lengths: Tensor,
+    opts: DecodeOptions,
+    tokenizer: Tokenizer | None = None,
+) -> list[Hypothesis]:
+    """Beam search of a padded batch; results do not depend on the batch composition.
+
+    Args:
+        model: the LAS model (switched to eval mode for the search, then restored).
+        feats: (B, T, n_mels) raw log-mel features.
+        feat_lengths: (B,) valid frames.
+        opts: beam, ctc_weight (used when the model has a CTC head), length_penalty and the
+            shared rules (eos_threshold, length ratios, repeat_ngram).
+        tokenizer: fills `Hypothesis.text` when given.
+
+    Returns:
+        The best finished hypothesis of each utterance, in input order.
+    """
+    k = opts.beam
+    with eval_mode(model):
+        enc, enc_lengths, mem = encode(model, feats, feat_lengths)
+        batch = feats.shape[0]
+        rows = torch.arange(batch, device=feats.device).repeat_interleave(k)  # (B*K,)
+        mem = mem.index_select(rows)
+        state = model.speller.initial_state(mem)
+        ctc_lp = model.ctc_log_probs(enc) if opts.ctc_weight > 0 else None
+        scorer = None
+        if ctc_lp is not None:
+            scorer = CTCPrefixScorer(ctc_lp.index_select(0, rows), enc_lengths[rows])
+        min_len, max_len = length_limits(enc_lengths[rows], opts)
+        first = torch.full((batch, k), NEG_INF, device=feats.device)
+        first[:, 0] = 0.0  # only one live beam at the start, so the K expansions differ
+        empty = torch.zeros(batch * k, 0, device=feats.device)
+        beams = _Beams(
+            items=list(range(batch)),
+            scores=first.view(-1),
+            history=empty.long(),
+            history_lp=empty,
+            min_len=min_len,
+            max_len=max_len,
+            ctc=scorer.initial_state() if scorer is not None else None,
+        )
+        ended: list[list[_Ended]] = [[] for _ in range(batch)]
+        weights: list[Tensor] = []  # per step (N_t, T')
+        parents: list[Tensor] = []  # per step (N_{t+1},) row of the previous layout
+        prev = torch.full((batch * k,), EOS_ID, dtype=torch.long, device=feats.device)
+        while beams.items:
+            out = model.speller.step(prev, state, mem, "eval")
+            weights.append(out.weights)
+            parent, prev = _advance(beams, out.logits, scorer, opts, ended, len(weights) - 1)
+            state = reorder_state(out.state, parent)
+            keep = _finished_blocks(beams, ended, k)
+            if keep is not None:
+                state, mem, parent = (
+                    reorder_state(state, keep),
+                    mem.index_select(keep),
+                    parent[keep],
+                )
+                prev = prev[keep]
+                _compact(beams, keep, scorer, k)
+            parents.append(parent)
+    return [
+        _trace(ended[i], weights, parents, int(enc_lengths[i]), tokenizer) for i in range(batch)
+    ]
+
+
+def _advance(
+    beams: _Beams,
+    logits: Tensor,
+    scorer: CTCPrefixScorer | None,
+    opts: DecodeOptions,
+    ended: list[list[_Ended]],
+    step: int,
+) -> tuple[Tensor, Tensor]:
+    """Score every extension, record finished ones, keep K per utterance.
+
+    Returns:
+        parent (N,) row of each new row in the previous layout, and its new token (N,).
+    """
+    k, blocks = opts.beam, len(beams.items)
+    log_probs = torch.log_softmax(logits.float(), dim=-1)  # (N, V)
+    allowed = constrain(log_probs, beams.history, beams.min_len, beams.max_len, opts)
+    if scorer is not None and beams.ctc is not None:
+        count = min(opts.candidates, allowed.shape[1])
+        candidates = allowed.topk(count, dim=1).indices  # (N, C) pre-beam by attention
+        att = allowed.gather(1, candidates)
+        increments, r = scorer.score(beams.ctc, candidates)
+        w = opts.ctc_weight
+        joint = ((1 - w) * att + w * increments).masked_fill(att == NEG_INF, NEG_INF)
+    else:
+        candidates = None
+        joint = allowed
+    width = joint.shape[1]
+    total = (beams.scores.unsqueeze(1) + joint).view(blocks, k * width)
+    top_scores, top_index = total.topk(2 * k, dim=1)  # (A, 2K)
+    row = top_index // width + torch.arange(blocks, device=total.device).unsqueeze(1) * k
+    col = top_index % width
+    token = candidates[row, col] if candidates is not None else col
+    is_eos = token == EOS_ID
+    continuing = ~is_eos
+    before = torch.cumsum(continuing.long(), dim=1) - continuing.long()  # exclusive count
+    keep = continuing & (before < k)  # exactly K per block (at most K <eos> among 2K)
+    finish = is_eos & (before < k) & torch.isfinite(top_scores)
+    for a, j in finish.nonzero().tolist():
+        r_ = int(row[a, j])
+        tokens = beams.history[r_].tolist()
+        lps = [*beams.history_lp[r_].tolist(), float(log_probs[r_, EOS_ID])]
+        score = float(top_scores[a, j])
+        rank = normalized(score, len(tokens), opts.length_penalty)
+        ended[beams.items[a]].append(_Ended(rank, score, step, r_, tokens, lps))
+    parent, new_col, new_token = row[keep], col[keep], token[keep]  # (A*K,) in block order
+    beams.scores = top_scores[keep]
+    token_lp = log_probs[parent, new_token]
+    beams.history = torch.cat([beams.history[parent], new_token.unsqueeze(1)], dim=1)
+    beams.history_lp = torch.cat([beams.history_lp[parent], token_lp.unsqueeze(1)], dim=1)
+    if scorer is not None and beams.ctc is not None:
+        beams.ctc = scorer.select(beams.ctc, increments, r, parent, new_col, new_token)
+    return parent, new_token
+
+
+def _finished_blocks(beams: _Beams, ended: list[list[_Ended]], k: int) -> Tensor | None:
+    """Rows to keep when some utterance is done (K finished, or no live beam), else None."""
+    alive = torch.isfinite(beams.scores).view(-1, k).any(dim=1).tolist()
+    done = [len(ended[item]) >= k or not alive[a] for a, item in enumerate(beams.items)]
+    if not any(done):
+        return None
+    blocks = [a for a, d in enumerate(done) if not d]
+    beams.items = [beams.items[a] for a in blocks]
+    index = torch.tensor(blocks, dtype=torch.long, device=beams.scores.device)
+    return (index.unsqueeze(1) * k + torch.arange(k, device=index.device)).view(-1)
+
+
+def _compact(beams: _Beams, keep: Tensor, scorer: CTCPrefixScorer | None, k: int) -> None:
+    """Drop the rows of finished utterances from every per-row tensor."""
+    beams.scores, beams.history = beams.scores[keep], beams.history[keep]
+    beams.history_lp = beams.history_lp[keep]
+    beams.min_len, beams.max_len = beams.min_len[keep], beams.max_len[keep]
+    if scorer is not None and beams.ctc is not None:
+        scorer.index_select(keep)
+        c = beams.ctc
+        beams.ctc = CTCPrefixState(c.r[:, :, keep], c.log_psi[keep], c.last[keep], c.length)
+
+
+def _trace(
+    ended: list[_Ended],
+    weights: list[Tensor],
+    parents: list[Tensor],
+    enc_length: int,
+    tokenizer: Tokenizer | None,
+) -> Hypothesis:
+    """Best finished hypothesis with its attention rows gathered along the back-pointers."""
+    if not ended:  # every beam was blocked: nothing to say rather than a wrong guess
+        empty = torch.zeros(1, enc_length)
+        return build_hypothesis([], [], empty, enc_length, NEG_INF, tokenizer)
+    best = max(ended, key=lambda e: e.rank)  # first of equals: the earliest finished
+    row, rows = best.row, []
+    for step in range(best.step, -1, -1):
+        rows.append(weights[step][row])
+        if step > 0:
+            row = int(parents[step - 1][row])
+    attention = torch.stack(rows[::-1])  # (U+1, T')
+    return build_hypothesis(
+        best.tokens, best.log_probs[:-1], attention, enc_length, best.rank, tokenizer
+    )

@@ -1,0 +1,93 @@
+"""Batched greedy search: the most probable token at every step, for a batch of utterances.
+
+Finished utterances leave the batch (their rows are dropped from the decoder state and the
+attention memory), so a batch costs about as much as its longest output, not B times it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from asrkit.decoding.constraints import (
+    build_hypothesis,
+    constrain,
+    encode,
+    eval_mode,
+    length_limits,
+    normalized,
+)
+from asrkit.decoding.options import DecodeOptions, Hypothesis
+from asrkit.model.attention.base import reorder_state
+from asrkit.tokenizer import EOS_ID, Tokenizer
+
+if TYPE_CHECKING:
+    from asrkit.model.las import LAS
+
+
+def greedy_search(
+    model: LAS,
+    feats: Tensor,
+    feat_lengths: Tensor,
+    opts: DecodeOptions,
+    tokenizer: Tokenizer | None = None,
+) -> list[Hypothesis]:
+    """Greedy decoding of a padded batch.
+
+    Args:
+        model: the LAS model (switched to eval mode for the search, then restored).
+        feats: (B, T, n_mels) raw log-mel features (the model applies CMVN).
+        feat_lengths: (B,) valid frames.
+        opts: length limits, <eos> threshold and loop guard (beam and CTC weight unused).
+        tokenizer: fills `Hypothesis.text` when given.
+
+    Returns:
+        One `Hypothesis` per utterance, in input order.
+
+    Example:
+        >>> from asrkit.testing import tiny_model, dummy_batch
+        >>> batch = dummy_batch()
+        >>> hyps = greedy_search(tiny_model(), batch.feats, batch.feat_lengths, DecodeOptions())
+        >>> len(hyps)
+        3
+    """
+    with eval_mode(model):
+        _, enc_lengths, mem = encode(model, feats, feat_lengths)
+        batch = feats.shape[0]
+        min_len, max_len = length_limits(enc_lengths, opts)
+        state = model.speller.initial_state(mem)
+        items = torch.arange(batch, device=feats.device)  # original index of each live row
+        prev = torch.full((batch,), EOS_ID, dtype=torch.long, device=feats.device)
+        history = torch.zeros(batch, 0, dtype=torch.long, device=feats.device)
+        step_weights: list[list[Tensor]] = [[] for _ in range(batch)]
+        step_log_probs: list[list[float]] = [[] for _ in range(batch)]
+        results: list[Hypothesis | None] = [None] * batch
+        while items.numel() > 0:
+            out = model.speller.step(prev, state, mem, "eval")
+            log_probs = torch.log_softmax(out.logits.float(), dim=-1)
+            allowed = constrain(log_probs, history, min_len[items], max_len[items], opts)
+            token = allowed.argmax(dim=1)  # (N,)
+            token_lp = log_probs.gather(1, token.unsqueeze(1)).squeeze(1).tolist()
+            for row, item in enumerate(items.tolist()):
+                step_weights[item].append(out.weights[row])
+                step_log_probs[item].append(token_lp[row])
+            history = torch.cat([history, token.unsqueeze(1)], dim=1)
+            ended = token == EOS_ID
+            for row in ended.nonzero().squeeze(1).tolist():
+                item = int(items[row])
+                tokens = history[row, :-1].tolist()
+                lps = step_log_probs[item]
+                score = normalized(sum(lps), len(tokens), opts.length_penalty)
+                weights = torch.stack(step_weights[item])  # (U+1, T')
+                results[item] = build_hypothesis(
+                    tokens, lps[:-1], weights, int(enc_lengths[item]), score, tokenizer
+                )
+            state, prev = out.state, token
+            if bool(ended.any()):  # drop finished rows; copying memory only when needed
+                keep = (~ended).nonzero().squeeze(1)
+                items, history, prev = items[keep], history[keep], token[keep]
+                state = reorder_state(state, keep)
+                mem = mem.index_select(keep)
+    return [hyp for hyp in results if hyp is not None]

@@ -1,0 +1,163 @@
+"""Decoding options and the typed results every decoder returns.
+
+`DecodeOptions` is the frozen, decoder-facing view of `DecodeConfig` plus the few choices that
+only matter at decode time (timestamps source, CTC pre-beam). Results are dataclasses, never
+tuples: `Hypothesis` (one search result), `WordTiming`, `Segment` (one piece of a long file)
+and `Transcript` (one input file or utterance).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+from torch import Tensor
+
+from asrkit.config import DecodeConfig
+from asrkit.io import UserError
+
+Timestamps = Literal["auto", "attention", "ctc"]
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How to search.
+
+    Attributes:
+        beam: beam width K; 1 runs greedy search.
+        ctc_weight: weight of joint CTC prefix scoring in beam search (ignored without a CTC
+            head); the attention score gets 1 - ctc_weight.
+        length_penalty: a finished hypothesis is ranked by score / (tokens + 1)**length_penalty.
+        eos_threshold: <eos> may end a hypothesis only if its log-prob is within this of the
+            best token's log-prob at that step (stops premature endings).
+        max_len_ratio: at most this many output tokens per encoder frame.
+        min_len_ratio: at least this many output tokens per encoder frame before <eos>.
+        repeat_ngram: a token that would make the last n tokens repeat the n before them is
+            blocked (loop guard); 0 disables it.
+        batch_size: utterances decoded together.
+        max_segment_seconds: longer audio is cut at quiet points into segments.
+        timestamps: word times from "attention", "ctc" forced alignment, or "auto" (CTC when
+            the model has a CTC head).
+        pre_beam: candidates per hypothesis rescored by CTC (0 = 1.5 x beam, as in ESPnet).
+    """
+
+    beam: int = 1
+    ctc_weight: float = 0.0
+    length_penalty: float = 1.0
+    eos_threshold: float = 1.5
+    max_len_ratio: float = 0.6
+    min_len_ratio: float = 0.0
+    repeat_ngram: int = 4
+    batch_size: int = 16
+    max_segment_seconds: float = 20.0
+    timestamps: Timestamps = "auto"
+    pre_beam: int = 0
+
+    def __post_init__(self) -> None:
+        if self.beam < 1:
+            raise UserError(f"beam must be at least 1, got {self.beam}")
+        if not 0.0 <= self.ctc_weight <= 1.0:
+            raise UserError(f"ctc weight must be in [0, 1], got {self.ctc_weight}")
+        if self.batch_size < 1:
+            raise UserError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.max_len_ratio <= 0.0:
+            raise UserError(f"max_len_ratio must be positive, got {self.max_len_ratio}")
+        if self.max_segment_seconds <= 1.0:
+            raise UserError(f"max segment must exceed 1 s, got {self.max_segment_seconds}")
+        if self.timestamps not in ("auto", "attention", "ctc"):
+            raise UserError(f"unknown timestamps '{self.timestamps}' (auto, attention, ctc)")
+
+    @classmethod
+    def from_config(cls, cfg: DecodeConfig, **overrides: object) -> DecodeOptions:
+        """Options from the experiment's `decode` section, with keyword overrides (CLI)."""
+        values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def candidates(self) -> int:
+        """Candidates per hypothesis that CTC prefix scoring rescores."""
+        return self.pre_beam if self.pre_beam > 0 else max(2, int(1.5 * self.beam))
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One search result.
+
+    Attributes:
+        tokens: output ids without <sos>/<eos>.
+        text: detokenised text ("" when the decoder was given no tokenizer).
+        score: length-normalised search score (higher is better).
+        attention: (len(tokens) + 1, T_valid') weights of every step incl. the <eos> step,
+            cropped to the utterance's valid encoder frames.
+        token_frames: encoder frame of each token (argmax of its attention row).
+        token_log_probs: attention-decoder log-probability of each token (for confidence).
+    """
+
+    tokens: list[int]
+    text: str
+    score: float
+    attention: Tensor
+    token_frames: list[int]
+    token_log_probs: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WordTiming:
+    """A word with its time span in seconds and a confidence in [0, 1]."""
+
+    word: str
+    start: float
+    end: float
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One decoded piece of an input: times in seconds from the start of the file."""
+
+    start: float
+    end: float
+    text: str
+    words: list[WordTiming]
+    hypothesis: Hypothesis | None
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """The result for one input file or utterance.
+
+    Attributes:
+        id: utterance id (the file stem for `transcribe`).
+        audio: path of the audio.
+        text: stitched text of all segments.
+        words: every word with absolute times.
+        duration: audio length in seconds.
+        hypothesis: the search result when the input was decoded in one piece; None for
+            empty, silent or unreadable audio and for long audio cut into several segments.
+        segments: the decoded pieces (one for short audio, none for empty audio).
+        warning: why the transcript is empty, if it is.
+    """
+
+    id: str
+    audio: str
+    text: str
+    words: list[WordTiming]
+    duration: float
+    hypothesis: Hypothesis | None
+    segments: list[Segment] = field(default_factory=list)
+    warning: str | None = None
+
+
+@dataclass(frozen=True)
+class DecodeTiming:
+    """Real-time factor of a decoding run (wall time includes audio loading and features)."""
+
+    audio_seconds: float
+    wall_seconds: float
+
+    @property
+    def rtf(self) -> float:
+        """Processing time over audio time; lower is better, < 1 is faster than real time."""
+        return self.wall_seconds / self.audio_seconds if self.audio_seconds > 0 else 0.0

@@ -1,0 +1,162 @@
+"""Local attention: a softmax restricted to a window of 2D+1 frames (Luong et al. 2015, §3.2).
+
+Both kinds score with the projected bilinear ("general") score of `DotAttention`, Luong's best
+local scorer, and only ever touch the window: keys and values are *gathered* at 2D+1 clamped
+indices, so a step costs O(D * d) whatever T is. Positions outside [0, L_b) are masked before
+the softmax (clamping alone would score duplicated edge frames, spec P12).
+
+- `local-m` (speech variant, spec §3.1): the centre is the rounded expectation of the previous
+  alignment, never moving backwards (`p_i = max(round(sum_j j alpha_{i-1,j}), p_{i-1})`, p_0 = 0).
+- `local-p` (Luong's predictive form, spec §3.2): `p_i = (S_b - 1) sigmoid(v_p^T tanh(W_p q_i))`
+  with the per-item valid length S_b, times a Gaussian `exp(-(j - p_i)^2 / (2 sigma^2))`,
+  sigma = D / 2. The weights then sum to less than 1 unless `renormalize`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from asrkit.config import AttentionConfig, ConfigError
+from asrkit.model.attention.base import (
+    AttendMemory,
+    AttentionOutput,
+    Mode,
+    State,
+    energy_dtype,
+    gather_frames,
+    masked_softmax,
+    no_autocast,
+    scatter_frames,
+)
+from asrkit.model.attention.dot import DotAttention
+
+
+class _WindowAttention(DotAttention):
+    """Shared window machinery: softmax of dot energies over [centre - D, centre + D]."""
+
+    def __init__(
+        self, query_dim: int, memory_dim: int, dim: int, window: int, scaling: float = 1.0
+    ) -> None:
+        super().__init__(query_dim, memory_dim, dim, scaling)
+        if window < 0:
+            raise ConfigError(f"attention.window must be >= 0, got {window}")
+        self.window = window
+
+    def window_softmax(
+        self, query: Tensor, mem: AttendMemory, centre: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Softmax over each item's window.
+
+        Args:
+            query: (B, query_dim).
+            mem: prepared memory.
+            centre: (B,) long window centres.
+
+        Returns:
+            weights (B, W) (0 outside [0, L_b)), frame indices (B, W) long (unclamped) and the
+            clamped indices (B, W) safe to gather with; W = 2D + 1.
+        """
+        offsets = torch.arange(-self.window, self.window + 1, device=centre.device)
+        index = centre.unsqueeze(1) + offsets  # (B, W)
+        inside = (index >= 0) & (index < mem.lengths.unsqueeze(1))
+        safe = index.clamp(0, mem.values.shape[1] - 1)
+        energies = self.energies(query, gather_frames(mem.keys["keys"], safe))  # (B, W)
+        return masked_softmax(energies, inside, self.scaling), index, safe
+
+    def window_output(
+        self, weights: Tensor, safe: Tensor, mem: AttendMemory, state: State
+    ) -> AttentionOutput:
+        """Window weights (B, W) -> context (B, D) from the gathered frames, weights (B, T)."""
+        window_values = gather_frames(mem.values, safe)  # (B, W, D)
+        context = torch.bmm(weights.unsqueeze(1).to(window_values.dtype), window_values)
+        full = scatter_frames(weights, safe, mem.values.shape[1])
+        return AttentionOutput(context.squeeze(1), full, state)
+
+
+class LocalMAttention(_WindowAttention):
+    """Local attention with a monotonic, expectation-driven window centre (local-m, speech).
+
+    Args:
+        query_dim: decoder query size.
+        memory_dim: encoder output size.
+        dim: projection size d of the score.
+        window: half width D (in encoder frames).
+        scaling: softmax sharpening beta.
+
+    Example:
+        >>> att = LocalMAttention(query_dim=4, memory_dim=6, dim=8, window=1)
+        >>> mem = att.prepare(torch.randn(1, 9, 6), torch.tensor([9]))
+        >>> out = att.step(torch.randn(1, 4), mem, att.initial_state(mem), "eval")
+        >>> bool((out.weights[0, 2:] == 0).all())
+        True
+    """
+
+    @classmethod
+    def from_config(cls, cfg: AttentionConfig, query_dim: int, memory_dim: int) -> LocalMAttention:
+        return cls(query_dim, memory_dim, cfg.dim, cfg.window, cfg.scaling)
+
+    def initial_state(self, mem: AttendMemory) -> State:
+        """{"centre": (B,) long, the window centre of the next step; starts at frame 0}."""
+        return {"centre": torch.zeros_like(mem.lengths)}
+
+    def step(self, query: Tensor, mem: AttendMemory, state: State, mode: Mode) -> AttentionOutput:
+        centre = state["centre"]
+        weights, index, safe = self.window_softmax(query, mem, centre)
+        with torch.no_grad():
+            # Rounded expected position of this step's alignment; the clamp keeps the centre
+            # monotonic. An item without valid frames has zero weights and keeps its centre.
+            expected = (weights * index.to(weights.dtype)).sum(1).round().long()
+            next_centre = torch.maximum(expected, centre)
+        return self.window_output(weights, safe, mem, {**state, "centre": next_centre})
+
+
+class LocalPAttention(_WindowAttention):
+    """Luong local-p: predicted centre, window softmax times a Gaussian of width D / 2.
+
+    Args:
+        query_dim: decoder query size.
+        memory_dim: encoder output size.
+        dim: projection size d of the score and of the position MLP.
+        window: half width D (>= 1); sigma = D / 2.
+        renormalize: divide by the sum after the Gaussian factor so rows sum to 1.
+        scaling: softmax sharpening beta.
+    """
+
+    def __init__(
+        self,
+        query_dim: int,
+        memory_dim: int,
+        dim: int,
+        window: int,
+        renormalize: bool = False,
+        scaling: float = 1.0,
+    ) -> None:
+        if window < 1:
+            raise ConfigError(f"attention.window must be >= 1 for local-p, got {window}")
+        super().__init__(query_dim, memory_dim, dim, window, scaling)
+        self.position_hidden = nn.Linear(query_dim, dim, bias=False)  # W_p
+        self.position_score = nn.Linear(dim, 1, bias=False)  # v_p
+        self.renormalize = renormalize
+        self.sigma = window / 2
+
+    @classmethod
+    def from_config(cls, cfg: AttentionConfig, query_dim: int, memory_dim: int) -> LocalPAttention:
+        return cls(query_dim, memory_dim, cfg.dim, cfg.window, cfg.renormalize, cfg.scaling)
+
+    def position(self, query: Tensor, lengths: Tensor) -> Tensor:
+        """Predicted centre p (B,) in [0, L_b - 1] (0-based), float32, differentiable."""
+        with no_autocast(query.device):
+            q = query.to(energy_dtype(query))
+            gate = torch.sigmoid(self.position_score(torch.tanh(self.position_hidden(q))))
+            return (lengths - 1).clamp(min=0).to(q.dtype) * gate.squeeze(1)
+
+    def step(self, query: Tensor, mem: AttendMemory, state: State, mode: Mode) -> AttentionOutput:
+        p = self.position(query, mem.lengths)  # (B,)
+        weights, index, safe = self.window_softmax(query, mem, p.detach().floor().long())
+        # The window is piecewise constant in p; the gradient reaches p through this factor.
+        gauss = torch.exp(-((index.to(p.dtype) - p.unsqueeze(1)) ** 2) / (2 * self.sigma**2))
+        weights = weights * gauss  # still exactly 0 outside [0, L_b)
+        if self.renormalize:
+            weights = weights / weights.sum(1, keepdim=True).clamp(min=torch.finfo(p.dtype).tiny)
+        return self.window_output(weights, safe, mem, state)

@@ -1,0 +1,213 @@
+"""Self-attention listeners: Transformer and Conformer blocks with time-restricted masks.
+
+Every module takes `(x (B, T, D), lengths (B,))` and returns `(y, y_lengths)`; outputs are zero
+on padded frames, and padded keys never reach a valid frame, so batched equals unbatched.
+
+A time-restricted mask lets frame t attend to frames t - left_context .. t + right_context
+(-1 = unlimited on that side), as in Povey et al. 2018; it bounds latency and lets attention
+focus on local acoustics.
+
+References: Vaswani et al. 2017 (Transformer, pre-norm variant); Gulati et al. 2020
+(Conformer: macaron feed-forward, MHSA, convolution module).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from asrkit.model.attention.base import valid_mask
+from asrkit.model.listener import ConvSubsampling
+
+
+def attention_mask(lengths: Tensor, steps: int, left: int = -1, right: int = -1) -> Tensor:
+    """Self-attention mask (B, T, T), True where query t may attend to key s.
+
+    Keys must be valid and inside the time window. Every query may also attend to itself, so
+    padded queries never have an all-False row (which would give NaN); their outputs are
+    zeroed afterwards.
+    """
+    pos = torch.arange(steps, device=lengths.device)
+    offset = pos.unsqueeze(0) - pos.unsqueeze(1)  # (T, T): key - query
+    window = torch.ones(steps, steps, dtype=torch.bool, device=lengths.device)
+    if left >= 0:
+        window &= offset >= -left
+    if right >= 0:
+        window &= offset <= right
+    keys = valid_mask(lengths, steps).unsqueeze(1)  # (B, 1, T)
+    return (window.unsqueeze(0) & keys) | torch.eye(steps, dtype=torch.bool, device=pos.device)
+
+
+def sinusoidal_positions(steps: int, dim: int, device: torch.device) -> Tensor:
+    """(T, dim) absolute sinusoidal position encodings (Vaswani et al. 2017, §3.5)."""
+    pos = torch.arange(steps, device=device, dtype=torch.float32).unsqueeze(1)
+    freqs = torch.exp(
+        torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim)
+    )
+    table = torch.zeros(steps, dim, device=device)
+    table[:, 0::2] = torch.sin(pos * freqs)
+    table[:, 1::2] = torch.cos(pos * freqs[: dim // 2])
+    return table
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Multi-head self-attention over a boolean mask (B, T, T), True = may attend."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"model width {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.dropout = dropout
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """x (B, T, D), mask (B, T, T) -> (B, T, D)."""
+        batch, steps, dim = x.shape
+        qkv = self.qkv(x).view(batch, steps, 3, self.heads, dim // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, T, D/heads)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask.unsqueeze(1), dropout_p=self.dropout if self.training else 0.0
+        )  # (B, heads, T, D/heads)
+        return self.out(y.transpose(1, 2).reshape(batch, steps, dim))
+
+
+class FeedForward(nn.Module):
+    """Pre-norm position-wise feed-forward: LayerNorm -> Linear -> SiLU -> Linear."""
+
+    def __init__(self, dim: int, mult: int, dropout: float) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.LayerNorm(dim),
+            nn.Linear(dim, mult * dim),
+            nn.SiLU(),
+            nn.Dropout(dropout),
+            nn.Linear(mult * dim, dim),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class ConvModule(nn.Module):
+    """Conformer convolution module with LayerNorm instead of BatchNorm.
+
+    BatchNorm statistics would mix utterances (and padding) of a batch, breaking
+    batched == unbatched; LayerNorm over channels is per frame.
+    """
+
+    def __init__(self, dim: int, kernel: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.pointwise_in = nn.Conv1d(dim, 2 * dim, 1)
+        self.depthwise = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=dim)
+        self.conv_norm = nn.LayerNorm(dim)
+        self.pointwise_out = nn.Conv1d(dim, dim, 1)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, frame_mask: Tensor) -> Tensor:
+        """x (B, T, D), frame_mask (B, T, 1) float -> (B, T, D)."""
+        y = F.glu(self.pointwise_in(self.norm(x).transpose(1, 2)), dim=1)  # (B, D, T)
+        y = self.depthwise(y * frame_mask.transpose(1, 2))  # padding must not leak in
+        y = F.silu(self.conv_norm(y.transpose(1, 2))).transpose(1, 2)  # (B, D, T)
+        return self.dropout(self.pointwise_out(y).transpose(1, 2))  # (B, T, D)
+
+
+class EncoderBlock(nn.Module):
+    """Pre-norm Transformer block, or a Conformer block when `conformer` is set."""
+
+    def __init__(
+        self, dim: int, heads: int, ff_mult: int, dropout: float, conformer: bool, kernel: int = 15
+    ) -> None:
+        super().__init__()
+        self.ff_first = FeedForward(dim, ff_mult, dropout) if conformer else None
+        self.attn_norm = nn.LayerNorm(dim)
+        self.attn = MultiHeadSelfAttention(dim, heads, dropout)
+        self.conv = ConvModule(dim, kernel, dropout) if conformer else None
+        self.ff = FeedForward(dim, ff_mult, dropout)
+        self.final_norm = nn.LayerNorm(dim) if conformer else None
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, mask: Tensor, frame_mask: Tensor) -> Tensor:
+        """x (B, T, D), mask (B, T, T) bool, frame_mask (B, T, 1) float -> (B, T, D)."""
+        # Conformer uses two half-step (macaron) feed-forwards around attention + convolution.
+        half = 0.5 if self.ff_first is not None else 1.0
+        if self.ff_first is not None:
+            x = x + half * self.ff_first(x)
+        x = x + self.dropout(self.attn(self.attn_norm(x), mask))
+        if self.conv is not None:
+            x = x + self.conv(x, frame_mask)
+        x = x + half * self.ff(x)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return x * frame_mask
+
+
+class SelfAttentionEncoder(nn.Module):
+    """[conv subsampling] -> linear -> + positions -> N Transformer or Conformer blocks.
+
+    Args:
+        input_dim: D (n_mels).
+        dim: model width (also the output size).
+        layers: number of blocks.
+        heads: attention heads.
+        ff_mult: feed-forward width multiple.
+        conformer: Conformer blocks instead of Transformer blocks.
+        conv_subsample: 1, 2 or 4 (self-attention at 100 frames/s is expensive: use 4).
+        left_context: frames to the left each frame may attend to (-1 = all).
+        right_context: frames to the right each frame may attend to (-1 = all).
+        dropout: inside the blocks.
+
+    Example:
+        >>> enc = SelfAttentionEncoder(80, 32, 2, 4, 2, conformer=True, conv_subsample=4)
+        >>> y, n = enc(torch.zeros(2, 17, 80), torch.tensor([17, 9]))
+        >>> tuple(y.shape), n.tolist()
+        ((2, 5, 32), [5, 3])
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        dim: int,
+        layers: int,
+        heads: int,
+        ff_mult: int,
+        conformer: bool,
+        conv_subsample: int = 4,
+        left_context: int = -1,
+        right_context: int = -1,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.conv = ConvSubsampling(input_dim, dim, conv_subsample) if conv_subsample > 1 else None
+        self.input_proj = nn.Linear(dim if self.conv is not None else input_dim, dim)
+        self.blocks = nn.ModuleList(
+            EncoderBlock(dim, heads, ff_mult, dropout, conformer) for _ in range(layers)
+        )
+        self.final_norm = None if conformer else nn.LayerNorm(dim)  # pre-norm needs one at the end
+        self.left_context = left_context
+        self.right_context = right_context
+        self.output_dim = dim
+        self.subsampling = conv_subsample
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, T, D), lengths (B,) -> (B, ceil(T / subsampling), dim) zero on padding."""
+        x = x * valid_mask(lengths, x.shape[1]).unsqueeze(2).to(x.dtype)
+        if self.conv is not None:
+            x, lengths = self.conv(x, lengths)
+        steps = x.shape[1]
+        x = self.input_proj(x)
+        x = self.dropout(x + sinusoidal_positions(steps, self.output_dim, x.device).to(x.dtype))
+        mask = attention_mask(lengths, steps, self.left_context, self.right_context)
+        frame_mask = valid_mask(lengths, steps).unsqueeze(2).to(x.dtype)  # (B, T, 1)
+        for block in self.blocks:
+            x = block(x, mask, frame_mask)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return x * frame_mask, lengths

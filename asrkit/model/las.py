@@ -1,0 +1,232 @@
+"""Listen, Attend and Spell with pluggable attention and an optional joint CTC head.
+
+`LAS(cfg, vocab_size)` is the only module that reads a config; it wires a listener (pyramidal
+BiLSTM, Transformer or Conformer), a `Speller` holding the attention built from the registry,
+and a CTC output layer on the listener (Kim et al. 2017, joint CTC-attention).
+
+Global CMVN statistics are buffers of the model, so a checkpoint is self-contained and
+`encode()` takes raw log-mel features.
+
+Example:
+    >>> from asrkit.testing import tiny_model, dummy_batch
+    >>> model = tiny_model("dot")
+    >>> loss, stats = model(dummy_batch())
+    >>> sorted(stats)[:3]
+    ['acc', 'att_loss', 'aux_loss']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from asrkit.config import ConfigError, ExperimentConfig
+from asrkit.model.attention import build_attention
+from asrkit.model.encoders import SelfAttentionEncoder
+from asrkit.model.listener import PyramidalListener
+from asrkit.model.speller import Speller, SpellerOutput
+from asrkit.tokenizer import EOS_ID
+
+IGNORE = -100  # target value of padded output steps (F.cross_entropy's ignore_index)
+
+__all__ = ["LAS", "Batch", "SpellerOutput", "build_listener"]
+
+
+@dataclass
+class Batch:
+    """A padded training batch (built by the collate function).
+
+    Attributes:
+        feats: (B, T, n_mels) float32 raw log-mel features (normalised inside the model).
+        feat_lengths: (B,) long.
+        tokens: (B, U) long, padded with 0 (BLANK_ID), without <eos>.
+        token_lengths: (B,) long.
+        ids: utterance ids, in batch order.
+    """
+
+    feats: Tensor
+    feat_lengths: Tensor
+    tokens: Tensor
+    token_lengths: Tensor
+    ids: list[str]
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(
+            self.feats.to(device),
+            self.feat_lengths.to(device),
+            self.tokens.to(device),
+            self.token_lengths.to(device),
+            self.ids,
+        )
+
+
+def build_listener(cfg: ExperimentConfig) -> PyramidalListener | SelfAttentionEncoder:
+    """The encoder named by `cfg.listener.kind`; the result has `output_dim` and `subsampling`."""
+    lc, n_mels = cfg.listener, cfg.features.n_mels
+    if lc.kind == "pblstm":
+        return PyramidalListener(
+            n_mels, lc.hidden, lc.layers, lc.conv_subsample, lc.lstm_before_pyramid, lc.dropout
+        )
+    if lc.kind in ("transformer", "conformer"):
+        return SelfAttentionEncoder(
+            n_mels,
+            lc.hidden,
+            lc.layers,
+            lc.heads,
+            lc.ff_mult,
+            conformer=lc.kind == "conformer",
+            conv_subsample=lc.conv_subsample,
+            left_context=lc.left_context,
+            right_context=lc.right_context,
+            dropout=lc.dropout,
+        )
+    raise ConfigError(
+        f"listener.kind: unknown listener '{lc.kind}' (valid: pblstm, transformer, conformer)"
+    )
+
+
+class LAS(nn.Module):
+    """Listener + attention speller + optional CTC head.
+
+    Args:
+        cfg: the experiment config (features, listener, attention, speller, model sections).
+        vocab_size: V of the tokenizer.
+
+    Attributes:
+        subsampling: total time reduction; one encoder frame = subsampling * 10 ms.
+        speller: the decoder; `speller.attention` is the attention mechanism.
+        ctc: Linear(H, V) on the listener output, None when `model.ctc_weight == 0`.
+    """
+
+    def __init__(self, cfg: ExperimentConfig, vocab_size: int) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.ctc_weight = cfg.model.ctc_weight
+        self.label_smoothing = cfg.model.label_smoothing
+        self.listener = build_listener(cfg)
+        self.subsampling: int = self.listener.subsampling
+        memory_dim = self.listener.output_dim
+        sc = cfg.speller
+        attention = build_attention(cfg.attention, sc.hidden, memory_dim)
+        self.speller = Speller(
+            vocab_size, sc.embed_dim, sc.hidden, sc.layers, memory_dim, attention, sc.dropout
+        )
+        self.ctc = nn.Linear(memory_dim, vocab_size) if self.ctc_weight > 0 else None
+        n_mels = cfg.features.n_mels
+        self.register_buffer("feat_mean", torch.zeros(n_mels))
+        self.register_buffer("feat_std", torch.ones(n_mels))
+
+    def set_cmvn(self, mean: Tensor, std: Tensor) -> None:
+        """Store global CMVN statistics, each (n_mels,)."""
+        self.feat_mean.copy_(torch.as_tensor(mean, dtype=self.feat_mean.dtype))
+        self.feat_std.copy_(torch.as_tensor(std, dtype=self.feat_std.dtype).clamp_min(1e-5))
+
+    def encode(self, feats: Tensor, feat_lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Raw log-mel (B, T, n_mels), (B,) -> encoder output (B, T', H), lengths (B,)."""
+        feats = (feats - self.feat_mean) / self.feat_std  # padding is re-zeroed by the listener
+        return self.listener(feats, feat_lengths)
+
+    def ctc_log_probs(self, enc: Tensor) -> Tensor | None:
+        """Encoder output (B, T', H) -> CTC log-probabilities (B, T', V) in float32, or None."""
+        if self.ctc is None:
+            return None
+        return F.log_softmax(self.ctc(enc).float(), dim=-1)
+
+    def forward(self, batch: Batch, sampling_prob: float = 0.0) -> tuple[Tensor, dict[str, float]]:
+        """Training loss of a batch.
+
+        loss = (1 - w) * (label-smoothed CE + attention auxiliary loss) + w * CTC, with
+        w = `model.ctc_weight`. The CE is averaged over all output tokens of the batch
+        (eos included); the CTC term is `F.ctc_loss(reduction="mean")`: each utterance's loss
+        divided by its target length, averaged over the batch, so both terms are per token.
+
+        Returns:
+            (scalar loss, stats) with stats loss, att_loss, aux_loss, ctc_loss, acc (token
+            accuracy incl. eos), tokens (count incl. eos) and frames (input frames).
+        """
+        enc, enc_lengths = self.encode(batch.feats, batch.feat_lengths)
+        tokens_in, targets = decoder_io(batch.tokens, batch.token_lengths)
+        valid = targets != IGNORE  # (B, U+1)
+        mem = self.speller.attention.prepare(enc, enc_lengths)
+        out = self.speller(mem, tokens_in, "train", sampling_prob, steps_mask=valid)
+
+        log_probs = F.log_softmax(out.logits.float(), dim=-1)  # (B, U+1, V)
+        nll = -log_probs.gather(2, targets.clamp_min(0).unsqueeze(2)).squeeze(2)  # (B, U+1)
+        smooth = -log_probs.mean(dim=-1)  # cross-entropy against the uniform distribution
+        per_token = (1 - self.label_smoothing) * nll + self.label_smoothing * smooth
+        num_tokens = valid.sum()
+        ce = (per_token * valid).sum() / num_tokens.clamp_min(1)
+        # REINFORCE reward of hard attention: the reference log-likelihood of each utterance.
+        reward = -(nll * valid).sum(dim=1).detach()
+        aux = self.speller.attention.auxiliary_loss(out.log_prob_sum, out.entropy_sum, reward)
+        att_loss = ce + aux
+        loss = (1 - self.ctc_weight) * att_loss
+
+        ctc_loss = ce.new_zeros(())
+        ctc_log_probs = self.ctc_log_probs(enc)
+        if ctc_log_probs is not None:
+            ctc_loss = F.ctc_loss(
+                ctc_log_probs.transpose(0, 1),  # (T', B, V)
+                batch.tokens,
+                enc_lengths,
+                batch.token_lengths,
+                blank=0,
+                reduction="mean",
+                zero_infinity=True,  # an utterance shorter than its transcript contributes 0
+            )
+            loss = loss + self.ctc_weight * ctc_loss
+
+        correct = ((log_probs.argmax(dim=-1) == targets) & valid).sum()
+        values = torch.stack(
+            [loss.detach(), ce.detach(), aux.detach(), ctc_loss.detach(), correct, num_tokens]
+        ).tolist()  # one device sync for all stats
+        stats = {
+            "loss": values[0],
+            "att_loss": values[1],
+            "aux_loss": values[2],
+            "ctc_loss": values[3],
+            "acc": values[4] / max(values[5], 1.0),
+            "tokens": values[5],
+            "frames": float(batch.feat_lengths.sum()),
+        }
+        return loss, stats
+
+    @torch.no_grad()
+    def teacher_forced(self, batch: Batch) -> SpellerOutput:
+        """Reference-fed decoder pass in eval mode (no dropout, attention mode "eval").
+
+        Returns:
+            SpellerOutput: logits (B, U+1, V), weights (B, U+1, T') for plots and dev loss.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            enc, enc_lengths = self.encode(batch.feats, batch.feat_lengths)
+            tokens_in, targets = decoder_io(batch.tokens, batch.token_lengths)
+            mem = self.speller.attention.prepare(enc, enc_lengths)
+            return self.speller(mem, tokens_in, "eval", steps_mask=targets != IGNORE)
+        finally:
+            self.train(was_training)
+
+
+def decoder_io(tokens: Tensor, token_lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """Decoder inputs and targets from padded references.
+
+    Args:
+        tokens: (B, U) long, padded with 0, without eos.
+        token_lengths: (B,) long.
+
+    Returns:
+        tokens_in: (B, U+1) = [<sos>=EOS_ID, y_1 .. y_U].
+        targets: (B, U+1) = [y_1 .. y_L, <eos>, IGNORE ...].
+    """
+    batch, length = tokens.shape
+    steps = torch.arange(length + 1, device=tokens.device).unsqueeze(0)  # (1, U+1)
+    sos = tokens.new_full((batch, 1), EOS_ID)
+    tokens_in = torch.cat([sos, tokens], dim=1)
+    targets = torch.cat([tokens, tokens.new_zeros(batch, 1)], dim=1)
+    targets = targets.masked_fill(steps == token_lengths.unsqueeze(1), EOS_ID)
+    return tokens_in, targets.masked_fill(steps > token_lengths.unsqueeze(1), IGNORE)

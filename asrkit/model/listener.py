@@ -1,0 +1,164 @@
+"""Listeners: the pyramidal BiLSTM of LAS and a strided-convolution front end.
+
+Every module takes `(x (B, T, D), lengths (B,))` and returns `(y (B, T', D'), y_lengths (B,))`.
+Outputs are exactly zero on padded frames, and every valid output depends only on the valid
+input frames of its own utterance, so a padded batch gives the same numbers as each utterance
+run alone (tested).
+
+References: Chan et al. 2016, "Listen, Attend and Spell" (pyramidal BiLSTM, §3.1).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from asrkit.model.attention.base import valid_mask
+
+
+def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
+    """Reverse each sequence within its own length; padding stays at the end.
+
+    Args:
+        x: (B, T, D).
+        lengths: (B,) long.
+
+    Returns:
+        (B, T, D) with `y[b, t] = x[b, L_b - 1 - t]` for t < L_b and `y[b, t] = x[b, t]` after.
+    """
+    steps = torch.arange(x.shape[1], device=x.device).unsqueeze(0)  # (1, T)
+    last = lengths.unsqueeze(1) - 1  # (B, 1)
+    index = torch.where(steps <= last, last - steps, steps)  # (B, T)
+    return x.gather(1, index.unsqueeze(2).expand_as(x))
+
+
+class BiLSTM(nn.Module):
+    """Bidirectional LSTM on padded tensors, exact for every item of a padded batch.
+
+    The backward direction runs a forward LSTM over each sequence reversed within its length,
+    so it never starts on padding. On CPU this is faster than packing (no sort, no per-step
+    batch shrinking bookkeeping) and gives identical valid outputs (measured in
+    benchmarks/RESULTS.md).
+
+    Args:
+        input_dim: D.
+        hidden: per-direction size H; the output is (B, T, 2H).
+    """
+
+    def __init__(self, input_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.forward_lstm = nn.LSTM(input_dim, hidden, batch_first=True)
+        self.backward_lstm = nn.LSTM(input_dim, hidden, batch_first=True)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, T, D), lengths (B,) -> (B, T, 2H) zero on padding, lengths."""
+        fwd, _ = self.forward_lstm(x)  # (B, T, H)
+        bwd, _ = self.backward_lstm(reverse_padded(x, lengths))
+        y = torch.cat([fwd, reverse_padded(bwd, lengths)], dim=2)  # (B, T, 2H)
+        # The forward direction keeps running over padding: zero it so the next pyramid level
+        # (which pairs the last odd frame with a padding frame) sees exactly what an unpadded
+        # run sees.
+        return y * valid_mask(lengths, x.shape[1]).unsqueeze(2).to(y.dtype), lengths
+
+
+def pyramid_pairs(x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """Concatenate adjacent frames: (B, T, D) -> (B, ceil(T/2), 2D), L -> ceil(L/2).
+
+    An odd final frame is paired with a zero frame (pad, never drop: the last 10-30 ms of
+    speech may hold a whole short token). The caller guarantees zeros on padding.
+    """
+    batch, steps, dim = x.shape
+    if steps % 2:
+        x = torch.cat([x, x.new_zeros(batch, 1, dim)], dim=1)
+    return x.reshape(batch, (steps + 1) // 2, 2 * dim), (lengths + 1) // 2
+
+
+class ConvSubsampling(nn.Module):
+    """Strided 1-D convolutions over time: each layer halves T (L -> ceil(L/2)).
+
+    Convolving over time with the mel bins as channels costs a fraction of the usual 2-D front
+    end (which convolves over time x frequency) and keeps the CPU budget for the LSTMs.
+
+    Args:
+        input_dim: D (n_mels).
+        output_dim: channels of every layer and of the output.
+        factor: 2 or 4 (one or two stride-2 layers).
+    """
+
+    def __init__(self, input_dim: int, output_dim: int, factor: int) -> None:
+        super().__init__()
+        if factor not in (2, 4):
+            raise ValueError(f"conv subsampling factor must be 2 or 4, got {factor}")
+        dims = [input_dim] + [output_dim] * (factor // 2)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(dims[i], dims[i + 1], kernel_size=3, stride=2, padding=1)
+            for i in range(len(dims) - 1)
+        )
+
+    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, T, D), lengths (B,) -> (B, T', C) zero on padding, T' = ceil(T / factor)."""
+        y = x.transpose(1, 2)  # (B, D, T)
+        for conv in self.convs:
+            # Zero padding first: the kernel straddles the last valid frame and the first pad.
+            y = y * valid_mask(lengths, y.shape[2]).unsqueeze(1).to(y.dtype)
+            y = torch.relu(conv(y))  # (B, C, ceil(T/2)), kernel 3 stride 2 pad 1
+            lengths = (lengths + 1) // 2
+        y = y.transpose(1, 2)  # (B, T', C)
+        return y * valid_mask(lengths, y.shape[1]).unsqueeze(2).to(y.dtype), lengths
+
+
+class PyramidalListener(nn.Module):
+    """LAS listener: [conv front end] -> [full-rate BiLSTM] -> `levels` x (pair frames, BiLSTM).
+
+    Args:
+        input_dim: D (n_mels).
+        hidden: per-direction LSTM size H; the output is (B, T', 2H).
+        levels: pyramid levels, each halving time (LAS uses 3: 8x).
+        conv_subsample: 1 (none), 2 or 4.
+        lstm_before_pyramid: one BiLSTM at the input rate before the first pairing, as in LAS.
+        dropout: between layers.
+
+    Example:
+        >>> listener = PyramidalListener(80, 32, levels=2)
+        >>> y, n = listener(torch.zeros(2, 9, 80), torch.tensor([9, 5]))
+        >>> tuple(y.shape), n.tolist()
+        ((2, 3, 64), [3, 2])
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        hidden: int,
+        levels: int,
+        conv_subsample: int = 1,
+        lstm_before_pyramid: bool = True,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.conv = (
+            ConvSubsampling(input_dim, hidden, conv_subsample) if conv_subsample > 1 else None
+        )
+        dim = hidden if self.conv is not None else input_dim
+        self.first = BiLSTM(dim, hidden) if lstm_before_pyramid else None
+        if self.first is not None:
+            dim = 2 * hidden
+        self.levels = nn.ModuleList()
+        for _ in range(levels):
+            self.levels.append(BiLSTM(2 * dim, hidden))
+            dim = 2 * hidden
+        self.output_dim = dim
+        self.subsampling = conv_subsample * 2**levels
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, T, D), lengths (B,) -> (B, ceil(T / subsampling), output_dim), lengths."""
+        x = x * valid_mask(lengths, x.shape[1]).unsqueeze(2).to(x.dtype)
+        if self.conv is not None:
+            x, lengths = self.conv(x, lengths)
+        if self.first is not None:
+            x, lengths = self.first(self.dropout(x), lengths)
+        for level in self.levels:
+            x, lengths = pyramid_pairs(x, lengths)  # (B, ceil(T/2), 2D)
+            # Dropout keeps zeros at zero, so padding stays exactly zero.
+            x, lengths = level(self.dropout(x), lengths)
+        return x, lengths

@@ -1,0 +1,185 @@
+"""The LAS speller: an LSTM decoder with input feeding that receives any `Attention`.
+
+Ordering (Luong / LAS, see ../shared/docs/attention.md §1.3), per output step i:
+
+    s_i = LSTM(s_{i-1}, [emb(y_{i-1}); c_{i-1}])      # input feeding of the previous context
+    c_i, alpha_i = attention.step(s_i, mem, state)      # query is the new decoder state
+    logits_i = W_o tanh(W_c [s_i; c_i])
+
+The speller does not know which attention kind it holds: it passes `mode` through and keeps
+the attention state in its own state dict under `att.<name>` keys, so beam search reorders
+everything with one `reorder_state`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from asrkit.model.attention.base import Attention, AttendMemory, Mode, State
+
+ATT_PREFIX = "att."
+
+
+@dataclass(frozen=True)
+class SpellerStep:
+    """One decoder step.
+
+    Attributes:
+        logits: (B, V) unnormalised scores of the next token.
+        weights: (B, T') attention weights used at this step.
+        state: the state to pass to the next step.
+        log_prob: (B,) hard attention in training only, else None.
+        entropy: (B,) hard attention in training only, else None.
+    """
+
+    logits: Tensor
+    weights: Tensor
+    state: State
+    log_prob: Tensor | None = None
+    entropy: Tensor | None = None
+
+
+@dataclass
+class SpellerOutput:
+    """A whole teacher-forced (or scheduled-sampling) pass.
+
+    Attributes:
+        logits: (B, U+1, V); the last valid step predicts <eos>.
+        weights: (B, U+1, T') attention weights actually used.
+        log_prob_sum: (B,) sum of hard-attention log-probabilities (zeros for other kinds).
+        entropy_sum: (B,) sum of hard-attention entropies (zeros for other kinds).
+    """
+
+    logits: Tensor
+    weights: Tensor
+    log_prob_sum: Tensor
+    entropy_sum: Tensor
+
+
+class Speller(nn.Module):
+    """Attention-based LSTM decoder.
+
+    Args:
+        vocab_size: V, including the reserved ids (0 blank/pad, 1 eos/sos, 2 unk).
+        embed_dim: token embedding size.
+        hidden: LSTM size (the attention query size).
+        layers: stacked LSTM cells.
+        memory_dim: encoder output size (the context size).
+        attention: the mechanism; built with `query_dim=hidden, memory_dim=memory_dim`.
+        dropout: on the embedding and on the pre-output layer.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_dim: int,
+        hidden: int,
+        layers: int,
+        memory_dim: int,
+        attention: Attention,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, embed_dim)
+        self.cells = nn.ModuleList(
+            nn.LSTMCell(embed_dim + memory_dim if i == 0 else hidden, hidden)
+            for i in range(layers)
+        )
+        self.attention = attention
+        self.pre_output = nn.Linear(hidden + memory_dim, hidden)
+        self.output = nn.Linear(hidden, vocab_size)
+        self.dropout = nn.Dropout(dropout)
+        self.hidden = hidden
+        self.memory_dim = memory_dim
+
+    def initial_state(self, mem: AttendMemory) -> State:
+        """Zero LSTM states, zero previous context, and the attention's initial state."""
+        batch = mem.values.shape[0]
+        zeros = mem.values.new_zeros(batch, self.hidden)
+        state: State = {"context": mem.values.new_zeros(batch, self.memory_dim)}
+        for i in range(len(self.cells)):
+            state[f"h{i}"], state[f"c{i}"] = zeros, zeros
+        for key, value in self.attention.initial_state(mem).items():
+            state[ATT_PREFIX + key] = value
+        return state
+
+    def step(self, prev_tokens: Tensor, state: State, mem: AttendMemory, mode: Mode) -> SpellerStep:
+        """One output step.
+
+        Args:
+            prev_tokens: (B,) long, the previous token (EOS_ID as <sos> at the first step).
+            state: from `initial_state` or the previous step.
+            mem: from `attention.prepare`.
+            mode: "train" or "eval", passed to the attention.
+
+        Returns:
+            SpellerStep with logits (B, V) and weights (B, T').
+        """
+        x = torch.cat([self.dropout(self.embed(prev_tokens)), state["context"]], dim=1)
+        new_state: State = {}
+        for i, cell in enumerate(self.cells):
+            h, c = cell(x, (state[f"h{i}"], state[f"c{i}"]))
+            new_state[f"h{i}"], new_state[f"c{i}"] = h, c
+            x = h
+        att_state = {k[len(ATT_PREFIX) :]: v for k, v in state.items() if k.startswith(ATT_PREFIX)}
+        att = self.attention.step(x, mem, att_state, mode)
+        new_state["context"] = att.context
+        for key, value in att.state.items():
+            new_state[ATT_PREFIX + key] = value
+        features = torch.tanh(self.pre_output(torch.cat([x, att.context], dim=1)))  # (B, H)
+        logits = self.output(self.dropout(features))  # (B, V)
+        return SpellerStep(logits, att.weights, new_state, att.log_prob, att.entropy)
+
+    def forward(
+        self,
+        mem: AttendMemory,
+        tokens_in: Tensor,
+        mode: Mode,
+        sampling_prob: float = 0.0,
+        steps_mask: Tensor | None = None,
+    ) -> SpellerOutput:
+        """Run all U+1 steps with teacher forcing (optionally scheduled sampling).
+
+        Args:
+            mem: from `attention.prepare`, batch B.
+            tokens_in: (B, U+1) long, EOS_ID (as <sos>) followed by the reference tokens.
+            mode: "train" or "eval", passed to the attention.
+            sampling_prob: per position and item, the probability of feeding the argmax of the
+                previous step instead of the reference (Bengio et al. 2015); the choice carries
+                no gradient.
+            steps_mask: (B, U+1) bool, True on valid output steps; only used to mask the
+                hard-attention sums (all steps count when None).
+
+        Returns:
+            SpellerOutput with logits (B, U+1, V) and weights (B, U+1, T').
+        """
+        batch, steps = tokens_in.shape
+        state = self.initial_state(mem)
+        logits, weights = [], []
+        log_prob_sum = mem.values.new_zeros(batch)
+        entropy_sum = mem.values.new_zeros(batch)
+        prev = tokens_in[:, 0]
+        for i in range(steps):
+            out = self.step(prev, state, mem, mode)
+            state = out.state
+            logits.append(out.logits)
+            weights.append(out.weights)
+            valid = steps_mask[:, i].to(log_prob_sum.dtype) if steps_mask is not None else 1.0
+            if out.log_prob is not None:
+                log_prob_sum = log_prob_sum + out.log_prob * valid
+            if out.entropy is not None:
+                entropy_sum = entropy_sum + out.entropy * valid
+            if i + 1 < steps:
+                prev = tokens_in[:, i + 1]
+                if sampling_prob > 0.0:
+                    sampled = torch.rand(batch, device=prev.device) < sampling_prob
+                    prev = torch.where(sampled, out.logits.detach().argmax(dim=1), prev)
+        return SpellerOutput(
+            logits=torch.stack(logits, dim=1),  # (B, U+1, V)
+            weights=torch.stack(weights, dim=1),  # (B, U+1, T')
+            log_prob_sum=log_prob_sum,
+            entropy_sum=entropy_sum,
+        )

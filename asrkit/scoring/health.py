@@ -1,0 +1,131 @@
+"""Attention-health flags of one decoded hypothesis: looping, stalling, ending early.
+
+The three classic failure modes of attention-based recognisers (Chorowski et al. 2015;
+Chiu & Raffel 2018) leave a visible trace in the (output step x encoder frame) weight matrix:
+
+- *looping*: the output repeats itself (an n-gram repeated back to back) or the attention
+  jumps back to frames it has already read;
+- *stalling*: the attention peak stays on one frame while many tokens are emitted;
+- *ending early*: the hypothesis ends (eos) while the attention is still well before the
+  end of the speech, i.e. the tail of the utterance was never read.
+
+Pure numpy (a torch tensor is accepted and converted), so training plots can reuse it.
+
+>>> import numpy as np
+>>> w = np.eye(4, 10)            # 4 steps attending frames 0..3 of 10
+>>> attention_health(w, [5, 6, 7]).ending_early
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class HealthThresholds:
+    ngram_max: int = 4  # look for repeated n-grams of 1..ngram_max tokens
+    ngram_repeats: int = 4  # an n-gram seen this many times back to back is a loop
+    backward_frames: int = 3  # a backward jump must exceed this many frames ...
+    backward_fraction: float = 0.1  # ... and this share of the utterance's frames
+    stall_tokens: int = 8  # this many consecutive steps on one frame (+-1) is a stall
+    end_fraction: float = 0.8  # the last attended frame must reach this share of the frames
+
+
+@dataclass(frozen=True)
+class HealthFlags:
+    looping: bool
+    stalling: bool
+    ending_early: bool
+    repeated_ngram: int  # longest back-to-back repetition count of any n-gram (1 = none)
+    max_backward_jump: int  # largest backward move of the attention peak, in frames
+    longest_stall: int  # most consecutive steps whose peak stayed within one frame
+    end_ratio: float  # (last attended frame + 1) / number of frames
+
+    @property
+    def healthy(self) -> bool:
+        return not (self.looping or self.stalling or self.ending_early)
+
+    def names(self) -> list[str]:
+        """The raised flags, e.g. `["looping", "ending_early"]`."""
+        flags = {"looping": self.looping, "stalling": self.stalling}
+        flags["ending_early"] = self.ending_early
+        return [name for name, raised in flags.items() if raised]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def repeated_ngram(tokens: Sequence[int], ngram_max: int) -> int:
+    """Largest number of back-to-back repetitions of any n-gram, n = 1..ngram_max.
+
+    >>> repeated_ngram([1, 2, 1, 2, 1, 2, 3], 4)
+    3
+    """
+    best = 1
+    seq = list(tokens)
+    for n in range(1, ngram_max + 1):
+        for start in range(len(seq) - 2 * n + 1):
+            count = 1
+            while seq[start + count * n : start + (count + 1) * n] == seq[start : start + n]:
+                count += 1
+            best = max(best, count)
+    return best
+
+
+def _longest_stall(peaks: np.ndarray) -> int:
+    """Longest run of steps whose peaks all lie within one frame of the run's first peak."""
+    best = run = 1 if len(peaks) else 0
+    anchor = peaks[0] if len(peaks) else 0
+    for peak in peaks[1:]:
+        if abs(int(peak) - int(anchor)) <= 1:
+            run += 1
+        else:
+            run, anchor = 1, peak
+        best = max(best, run)
+    return best
+
+
+def attention_health(
+    weights: Any,
+    tokens: Sequence[int],
+    thresholds: HealthThresholds | None = None,
+) -> HealthFlags:
+    """Flag looping, stalling and early ending from one hypothesis' attention weights.
+
+    Args:
+        weights: (U, T) attention weights (numpy array or torch tensor) of the output steps,
+            the eos step included as the last row, cropped to the T valid encoder frames.
+        tokens: the U - 1 emitted token ids (without eos); used for the repeated n-gram test.
+        thresholds: the limits; defaults to `HealthThresholds()`.
+
+    Returns:
+        `HealthFlags` with the three booleans and the measurements behind them.
+    """
+    limits = thresholds or HealthThresholds()
+    matrix = np.asarray(weights.detach().cpu() if hasattr(weights, "detach") else weights)
+    if matrix.ndim != 2:
+        raise ValueError(f"attention weights must be (U, T), got shape {matrix.shape}")
+    steps, frames = matrix.shape
+    repeats = repeated_ngram(tokens, limits.ngram_max)
+    if steps == 0 or frames == 0:
+        return HealthFlags(repeats >= limits.ngram_repeats, False, False, repeats, 0, 0, 0.0)
+    peaks = matrix.argmax(axis=1)  # (U,)
+    jumps = np.diff(peaks.astype(np.int64))  # (U-1,)
+    back = int(max(0, -jumps.min())) if len(jumps) else 0
+    stall = _longest_stall(peaks)
+    end_ratio = float(peaks.max() + 1) / frames
+    back_limit = max(limits.backward_frames, limits.backward_fraction * frames)
+    return HealthFlags(
+        looping=repeats >= limits.ngram_repeats or back > back_limit,
+        stalling=stall >= limits.stall_tokens,
+        ending_early=end_ratio < limits.end_fraction,
+        repeated_ngram=repeats,
+        max_backward_jump=back,
+        longest_stall=stall,
+        end_ratio=end_ratio,
+    )

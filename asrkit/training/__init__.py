@@ -1,0 +1,1 @@
+"""Training: the loop, schedules, checkpoints, plots, DDP and `train()` (see run.py)."""

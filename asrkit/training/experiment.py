@@ -1,0 +1,150 @@
+"""Everything `train()` settles before the first step: the experiment folder, tokenizer, CMVN,
+datasets, and whether a resumed run matches the config it was started with."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from asrkit.cli.common import console
+from asrkit.config import ExperimentConfig, from_dict, to_dict
+from asrkit.data.dataset import SpeechDataset, open_store, read_split
+from asrkit.features import CMVNStats
+from asrkit.io import UserError, ensure_writable_dir
+from asrkit.tokenizer import CharTokenizer, Tokenizer, load_tokenizer
+
+# Keys that may change when a run is resumed: budgets and bookkeeping, not what is learned.
+RESUMABLE_CHANGES = (
+    "train.max_epochs",
+    "train.max_minutes",
+    "train.patience",
+    "train.num_workers",
+    "train.log_every",
+    "train.plot_utterances",
+    "train.align_check_steps",
+)
+OUTPUTS = ("checkpoints", "plots", "final.pt", "metrics.jsonl", "config.yaml")
+
+
+def check_exp_dir(exp_dir: Path, resume: bool, force: bool, is_main: bool) -> None:
+    """Refuse to overwrite a run unless `force`; with `resume`, require a last.pt.
+
+    With `force` (and no `resume`), the previous run's outputs are deleted by rank 0.
+    """
+    last = exp_dir / "checkpoints" / "last.pt"
+    if resume:
+        if not last.is_file():
+            raise UserError(f"{exp_dir}: nothing to resume (no checkpoints/last.pt)")
+        return
+    used = [name for name in OUTPUTS if (exp_dir / name).exists()]
+    if used and not force:
+        what = "a finished run" if (exp_dir / "final.pt").exists() else "an earlier run"
+        raise UserError(
+            f"{exp_dir}: holds {what} ({', '.join(used)}); "
+            "use --resume to continue it or --force to start over"
+        )
+    if is_main:
+        ensure_writable_dir(exp_dir)
+        for name in used:
+            path = exp_dir / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def check_resumable(saved: dict, cfg: ExperimentConfig, path: Path) -> None:
+    """A checkpoint from another config cannot be resumed: name the keys that differ."""
+    old = _flatten(to_dict(from_dict(ExperimentConfig, saved)))
+    new = _flatten(to_dict(cfg))
+    changed = [k for k in new if old.get(k) != new[k] and k not in RESUMABLE_CHANGES]
+    if changed:
+        details = ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in changed[:4])
+        raise UserError(f"{path}: checkpoint was trained with another config ({details})")
+
+
+def _flatten(data: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def resolve_tokenizer(cfg: ExperimentConfig, train_manifest: Path, texts: list[str]) -> Tokenizer:
+    """`data.tokenizer`, else `tokenizer.json` beside the manifest, else a new char tokenizer."""
+    if cfg.data.tokenizer:
+        return load_tokenizer(Path(cfg.data.tokenizer))
+    beside = Path(train_manifest).with_name("tokenizer.json")
+    if beside.is_file():
+        return load_tokenizer(beside)
+    console.print(f"no tokenizer given and none beside {train_manifest}: using characters")
+    return CharTokenizer.train(texts)
+
+
+def resolve_cmvn(cfg: ExperimentConfig, train_manifest: Path) -> CMVNStats:
+    """`data.cmvn`, else `<train>.cmvn.json`, else computed from the training manifest."""
+    from asrkit.data.feature_store import cmvn_path, compute_cmvn
+
+    if cfg.data.cmvn:
+        return CMVNStats.load(Path(cfg.data.cmvn))
+    beside = cmvn_path(train_manifest)
+    if beside.is_file():
+        return CMVNStats.load(beside)
+    console.print(f"no CMVN statistics beside {train_manifest}: computing them")
+    return compute_cmvn(Path(train_manifest), cfg.features)
+
+
+@dataclass(frozen=True)
+class Data:
+    """The datasets of a run and what was derived for them."""
+
+    tokenizer: Tokenizer
+    cmvn: CMVNStats
+    train: SpeechDataset
+    dev: SpeechDataset
+
+
+def load_data(
+    cfg: ExperimentConfig, train_manifest: Path, valid_manifest: Path, tokenizer: Tokenizer | None
+) -> Data:
+    """Read both manifests, resolve tokenizer and CMVN, and build the datasets.
+
+    Args:
+        tokenizer: the tokenizer of a resumed run (from its checkpoint), else None.
+    """
+    train_split = read_split(train_manifest, cfg.train.max_utt_seconds)
+    dev_split = read_split(valid_manifest)
+    if train_split.skipped:
+        console.print(
+            f"skipped {train_split.skipped} training utterances longer than "
+            f"{cfg.train.max_utt_seconds:g} s (train.max_utt_seconds)"
+        )
+    texts = [u.text for u in train_split.utterances]
+    tokenizer = tokenizer or resolve_tokenizer(cfg, train_manifest, texts)
+    cmvn = resolve_cmvn(cfg, train_manifest)
+    if len(cmvn.mean) != cfg.features.n_mels:
+        raise UserError(
+            f"CMVN statistics have {len(cmvn.mean)} bins, config has n_mels={cfg.features.n_mels}"
+        )
+    use_store = cfg.data.use_feature_store
+    train_store = (
+        open_store(train_manifest, cfg.features, train_split.utterances) if use_store else None
+    )
+    dev_store = (
+        open_store(valid_manifest, cfg.features, dev_split.utterances) if use_store else None
+    )
+    mean = torch.tensor(cmvn.mean)
+    train_set = SpeechDataset(
+        train_split.utterances,
+        tokenizer,
+        cfg.features,
+        train_store,
+        cfg.specaug,
+        mean,
+        cfg.train.seed,
+    )
+    dev_set = SpeechDataset(dev_split.utterances, tokenizer, cfg.features, dev_store)
+    return Data(tokenizer, cmvn, train_set, dev_set)

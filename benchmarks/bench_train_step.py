@@ -1,0 +1,167 @@
+"""Training throughput of LAS on real LibriSpeech audio, in audio-seconds per second.
+
+Times forward + backward + Adam step on length-sorted batches of about `--max-frames` input
+frames (padding included), for several listener shapes and attention kinds, and prints a table
+(and optionally writes JSON). Features are computed once, before timing.
+
+    OMP_NUM_THREADS=2 /work/venv/bin/python benchmarks/bench_train_step.py \
+        --data ../shared/data/LibriSpeech/train-clean-100 --threads 2 --steps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from asrkit.config import ExperimentConfig, apply_overrides
+from asrkit.features import Fbank, load_audio
+from asrkit.model.attention import REGISTRY, resolve_kind
+from asrkit.model.las import LAS, Batch
+from asrkit.tokenizer import CharTokenizer
+
+# name -> listener/speller overrides; all use the default 80-bin features and ctc_weight 0.3.
+LISTENERS: dict[str, list[str]] = {
+    "pblstm3-h256": ["listener.hidden=256", "listener.layers=3"],
+    "conv4-pblstm1-h256": [
+        "listener.hidden=256",
+        "listener.layers=1",
+        "listener.conv_subsample=4",
+    ],
+    "conv4-pblstm1-h320": [
+        "listener.hidden=320",
+        "listener.layers=1",
+        "listener.conv_subsample=4",
+    ],
+    "conv2-pblstm2-h256": [
+        "listener.hidden=256",
+        "listener.layers=2",
+        "listener.conv_subsample=2",
+    ],
+    "conv4-pblstm1-h320-nofirst": [
+        "listener.hidden=320",
+        "listener.layers=1",
+        "listener.conv_subsample=4",
+        "listener.lstm_before_pyramid=false",
+    ],
+    "conformer-conv4-d256x6": [
+        "listener.kind=conformer",
+        "listener.hidden=256",
+        "listener.layers=6",
+        "listener.conv_subsample=4",
+    ],
+}
+
+
+def load_utterances(root: Path, limit: int) -> list[tuple[torch.Tensor, str]]:
+    """(features (T, 80), transcript) of the first `limit` utterances of a LibriSpeech part."""
+    fbank = Fbank(ExperimentConfig().features)
+    out = []
+    for trans in sorted(root.glob("*/*/*.trans.txt")):
+        for line in trans.read_text().splitlines():
+            utt_id, text = line.split(" ", 1)
+            audio = next(trans.parent.glob(f"{utt_id}.*"))
+            with torch.no_grad():
+                out.append((fbank(load_audio(audio)), text))
+            if len(out) == limit:
+                return out
+    return out
+
+
+def make_batches(
+    utts: list[tuple[torch.Tensor, str]], tok: CharTokenizer, max_frames: int
+) -> list[Batch]:
+    """Length-sorted batches whose padded size B * T_max stays under `max_frames`."""
+    utts = sorted(utts, key=lambda u: u[0].shape[0])
+    batches, current = [], []
+    for utt in utts:
+        if current and (len(current) + 1) * utt[0].shape[0] > max_frames:
+            batches.append(collate(current, tok))
+            current = []
+        current.append(utt)
+    if current:
+        batches.append(collate(current, tok))
+    return batches
+
+
+def collate(utts: list[tuple[torch.Tensor, str]], tok: CharTokenizer) -> Batch:
+    pad = torch.nn.utils.rnn.pad_sequence
+    tokens = [torch.tensor(tok.encode(text)) for _, text in utts]
+    return Batch(
+        feats=pad([f for f, _ in utts], batch_first=True),
+        feat_lengths=torch.tensor([f.shape[0] for f, _ in utts]),
+        tokens=pad(tokens, batch_first=True),
+        token_lengths=torch.tensor([len(t) for t in tokens]),
+        ids=[str(i) for i in range(len(utts))],
+    )
+
+
+def measure(model: LAS, batches: list[Batch], steps: int) -> float:
+    """Audio seconds per wall second over `steps` batches after one warm-up step."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    model.train()
+    audio = 0.0
+    start = 0.0
+    for i, batch in enumerate(batches[: steps + 1]):
+        if i == 1:  # the first step allocates and warms caches
+            start = time.perf_counter()
+        loss, stats = model(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        if i >= 1:
+            audio += stats["frames"] / 100.0
+    return audio / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/LibriSpeech/train-clean-100"))
+    parser.add_argument("--utterances", type=int, default=120)
+    parser.add_argument("--max-frames", type=int, default=20000)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--listeners", nargs="+", default=list(LISTENERS)[:3])
+    parser.add_argument("--attention", nargs="+", default=["location", "local-m", "monotonic"])
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    utts = load_utterances(args.data, args.utterances)
+    tok = CharTokenizer.train(text for _, text in utts)
+    # Middle-length batches: typical of a LibriSpeech epoch (~12-15 s utterances).
+    batches = make_batches(utts, tok, args.max_frames)
+    batches = batches[len(batches) // 3 :]
+    rows = []
+    print(f"{'listener':28} {'attention':10} {'params':>8} {'audio-s/s':>10}")
+    for listener in args.listeners:
+        for kind in args.attention:
+            if kind not in REGISTRY and resolve_kind_or_none(kind) is None:
+                print(f"{listener:28} {kind:10} skipped: not registered")
+                continue
+            cfg = apply_overrides(ExperimentConfig(), LISTENERS[listener])
+            cfg = replace(cfg, attention=replace(cfg.attention, kind=kind))
+            model = LAS(cfg, tok.vocab_size)
+            params = sum(p.numel() for p in model.parameters())
+            speed = measure(model, batches, args.steps)
+            rows.append({"listener": listener, "attention": kind, "params": params, "speed": speed})
+            print(f"{listener:28} {kind:10} {params / 1e6:7.2f}M {speed:10.1f}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def resolve_kind_or_none(kind: str) -> str | None:
+    try:
+        return resolve_kind(kind)
+    except Exception:
+        return None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""Your own recordings as manifests: a folder of audio + `.txt` files, or a TSV/CSV table.
+
+Both write the same `DIR/<name>.jsonl` as LibriSpeech (text normalised the LibriSpeech way), so
+every later command treats them alike. The speaker defaults to the audio file's parent folder.
+
+Example:
+    >>> prepare_folder(Path("my_recordings"), Path("data")).path
+    PosixPath('data/my_recordings.jsonl')
+    >>> prepare_table(Path("list.tsv"), Path("data"), name="mine").utterances
+    12
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from asrkit.io import UserError, ensure_writable_dir
+from asrkit.scoring.normalize import normalize_librispeech
+from data_prep.common import (
+    AUDIO_EXTENSIONS,
+    BAD_LINE,
+    EMPTY_TRANSCRIPT,
+    MISSING_AUDIO,
+    NO_TRANSCRIPT,
+    Candidate,
+    PartReport,
+    Problem,
+    absolute,
+    build_part,
+    existing_part,
+)
+
+
+def _utt_id(path: Path, root: Path) -> str:
+    """`root/spk/a.wav` -> "spk-a": unique within the folder, readable in reports."""
+    relative = absolute(path).relative_to(absolute(root)).with_suffix("")
+    return "-".join(relative.parts)
+
+
+def _prepared(name: str, out_dir: Path, force: bool) -> PartReport | None:
+    return None if force else existing_part(name, out_dir)
+
+
+def prepare_folder(
+    folder: Path,
+    out_dir: Path,
+    name: str | None = None,
+    jobs: int = 1,
+    force: bool = False,
+    show_progress: bool = True,
+) -> PartReport:
+    """Manifest of every audio file under `folder` (recursively) with a sibling `.txt`.
+
+    `a/b.wav` is transcribed by `a/b.txt`; its id is "a-b" and its speaker "a" (the parent
+    folder's name). Audio without a `.txt` and a `.txt` without audio are problems.
+
+    Args:
+        folder: the recordings.
+        out_dir: DATA_DIR.
+        name: manifest stem; default the folder's name.
+        jobs: threads reading audio headers.
+        force: overwrite an existing manifest.
+        show_progress: draw progress bars.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: folder not found")
+    name = name or absolute(folder).name
+    out_dir = ensure_writable_dir(Path(out_dir))
+    previous = _prepared(name, out_dir, force)
+    if previous is not None:
+        return previous
+    candidates, problems = [], []
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    audio = [p for p in files if p.suffix.lower() in AUDIO_EXTENSIONS]
+    if not audio:
+        raise UserError(f"{folder}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found")
+    audio_stems = {p.with_suffix("") for p in audio}
+    for path in audio:
+        utt_id = _utt_id(path, folder)
+        transcript = path.with_suffix(".txt")
+        if not transcript.is_file():
+            problems.append(Problem(NO_TRANSCRIPT, utt_id, str(path), f"no {transcript.name}"))
+            continue
+        text = normalize_librispeech(transcript.read_text(encoding="utf-8", errors="replace"))
+        if not text:
+            problems.append(Problem(EMPTY_TRANSCRIPT, utt_id, str(transcript), ""))
+            continue
+        speaker = path.parent.name if path.parent != folder else absolute(folder).name
+        candidates.append(Candidate(id=utt_id, audio=path, text=text, speaker=speaker))
+    for path in files:
+        if path.suffix.lower() == ".txt" and path.with_suffix("") not in audio_stems:
+            problems.append(Problem(MISSING_AUDIO, _utt_id(path, folder), str(path), "no audio"))
+    return build_part(name, candidates, out_dir, problems, jobs=jobs, show_progress=show_progress)
+
+
+def _read_rows(table: Path) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a TSV/CSV (by extension, else sniffed); header made lower-case."""
+    try:
+        text = table.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{table}: cannot read table ({exc})") from exc
+    suffix = table.suffix.lower()
+    if suffix in (".tsv", ".tab"):
+        delimiter = "\t"
+    elif suffix == ".csv":
+        delimiter = ","
+    else:
+        try:
+            delimiter = csv.Sniffer().sniff(text[:4096], delimiters="\t,;|").delimiter
+        except csv.Error as exc:
+            raise UserError(f"{table}: cannot tell the column separator (use .tsv/.csv)") from exc
+    rows = [r for r in csv.reader(text.splitlines(), delimiter=delimiter) if any(r)]
+    if not rows:
+        raise UserError(f"{table}: table is empty")
+    header = [h.strip().lower() for h in rows[0]]
+    missing = [c for c in ("path", "text") if c not in header]
+    if missing:
+        raise UserError(
+            f"{table}: the first row must name the columns path and text (optional id, speaker);"
+            f" found {', '.join(header)}"
+        )
+    return header, rows[1:]
+
+
+def prepare_table(
+    table: Path,
+    out_dir: Path,
+    name: str | None = None,
+    jobs: int = 1,
+    force: bool = False,
+    show_progress: bool = True,
+) -> PartReport:
+    """Manifest from a TSV/CSV with columns `path` and `text` (optional `id`, `speaker`).
+
+    Relative paths are resolved against the table's folder. The default id is the path relative
+    to that folder with separators as "-", the default speaker the audio's parent folder name.
+
+    Args:
+        table: the TSV/CSV file, its first row naming the columns.
+        out_dir: DATA_DIR.
+        name: manifest stem; default the table's file stem.
+        jobs: threads reading audio headers.
+        force: overwrite an existing manifest.
+        show_progress: draw progress bars.
+    """
+    table = Path(table)
+    if not table.is_file():
+        raise UserError(f"{table}: table not found")
+    header, rows = _read_rows(table)
+    name = name or table.stem
+    out_dir = ensure_writable_dir(Path(out_dir))
+    previous = _prepared(name, out_dir, force)
+    if previous is not None:
+        return previous
+    base = absolute(table.parent)
+    candidates, problems = [], []
+    for number, row in enumerate(rows, 2):
+        where = f"{table}:{number}"
+        if len(row) < len(header):
+            problems.append(Problem(BAD_LINE, None, where, f"{len(row)} of {len(header)} columns"))
+            continue
+        fields = dict(zip(header, (v.strip() for v in row), strict=False))
+        audio = base / fields["path"]
+        inside = audio.is_relative_to(base)
+        utt_id = fields.get("id") or (_utt_id(audio, base) if inside else audio.stem)
+        text = normalize_librispeech(fields["text"])
+        if not fields["path"] or not audio.is_file():
+            problems.append(Problem(MISSING_AUDIO, utt_id, str(audio), f"named on line {number}"))
+        elif not text:
+            problems.append(Problem(EMPTY_TRANSCRIPT, utt_id, where, ""))
+        else:
+            speaker = fields.get("speaker") or audio.parent.name
+            candidates.append(Candidate(id=utt_id, audio=audio, text=text, speaker=speaker))
+    return build_part(name, candidates, out_dir, problems, jobs=jobs, show_progress=show_progress)

@@ -1,0 +1,171 @@
+"""Softmax and local families: structural reductions and window properties (spec §12.2-12.3)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from asrkit.config import AttentionConfig, ConfigError
+from asrkit.model.attention import build_attention
+from asrkit.model.attention.additive import AdditiveAttention
+from asrkit.model.attention.dot import DotAttention, GeneralAttention
+from asrkit.model.attention.local import LocalMAttention, LocalPAttention
+from asrkit.model.attention.location import LocationAttention
+from asrkit.model.attention.multihead import MultiHeadAttention
+
+D = 6
+
+
+def steps(att, memory, lengths, queries, mode="eval"):
+    mem = att.prepare(memory, lengths)
+    state = att.initial_state(mem)
+    outputs = []
+    for query in queries:
+        out = att.step(query, mem, state, mode)
+        state = out.state
+        outputs.append(out)
+    return outputs
+
+
+def assert_same_outputs(a, b, atol: float = 1e-6) -> None:
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x.weights, y.weights, atol=atol, rtol=0)
+        torch.testing.assert_close(x.context, y.context, atol=atol, rtol=0)
+
+
+def test_general_with_identity_equals_dot() -> None:
+    """S4: general with W_a = I is the plain dot product (dot with identity projections)."""
+    general = GeneralAttention(D, D, scaling=1.0)
+    dot = DotAttention(D, D, dim=D, scaling=D**0.5)  # undo dot's 1/sqrt(d)
+    with torch.no_grad():
+        for weight in (general.bilinear.weight, dot.query_proj.weight, dot.key_proj.weight):
+            weight.copy_(torch.eye(D))
+    memory, lengths, queries = torch.randn(2, 7, D), torch.tensor([7, 4]), torch.randn(3, 2, D)
+    assert_same_outputs(steps(general, memory, lengths, queries), steps(dot, memory, lengths, queries))
+
+
+def test_location_with_zero_conv_equals_additive() -> None:
+    """S4: location-aware attention with F = 0 is additive attention with the same W, V, w, b."""
+    location = LocationAttention(4, D, dim=8, channels=3, kernel=5)
+    additive = AdditiveAttention(4, D, dim=8)
+    additive.load_state_dict(location.state_dict(), strict=False)
+    torch.nn.init.zeros_(location.conv.weight)
+    memory, lengths, queries = torch.randn(2, 9, D), torch.tensor([9, 5]), torch.randn(4, 2, 4)
+    assert_same_outputs(
+        steps(location, memory, lengths, queries), steps(additive, memory, lengths, queries)
+    )
+
+
+def test_location_state_and_uniform_init() -> None:
+    """S5 and §1.2: alpha_0 = m / L_b, and the state after a step is that step's weights."""
+    att = LocationAttention(4, D, dim=8, channels=2, kernel=3)
+    mem = att.prepare(torch.randn(2, 6, D), torch.tensor([6, 4]))
+    state = att.initial_state(mem)
+    torch.testing.assert_close(state["prev"][1], torch.tensor([0.25] * 4 + [0.0] * 2))
+    out = att.step(torch.randn(2, 4), mem, state, "train")
+    assert out.state["prev"] is out.weights
+
+
+def test_multihead_one_head_equals_dot() -> None:
+    """S4: MHA with H = 1, identity W_v and W_o is single-head scaled dot attention."""
+    mha = MultiHeadAttention(4, D, dim=D, heads=1)
+    dot = DotAttention(4, D, dim=D)
+    with torch.no_grad():
+        mha.query_proj.weight.copy_(dot.query_proj.weight)
+        mha.key_proj.weight.copy_(dot.key_proj.weight)
+        mha.value_proj.weight.copy_(torch.eye(D))
+        mha.out_proj.weight.copy_(torch.eye(D))
+    memory, lengths, queries = torch.randn(2, 7, D), torch.tensor([7, 3]), torch.randn(3, 2, 4)
+    assert_same_outputs(steps(mha, memory, lengths, queries), steps(dot, memory, lengths, queries))
+
+
+def test_large_scaling_approaches_argmax() -> None:
+    """S4: beta = 1e4 with distinct energies puts >= 1 - 1e-6 on the argmax."""
+    att = GeneralAttention(D, D, scaling=1e4)
+    memory, lengths, query = torch.randn(1, 9, D), torch.tensor([9]), torch.randn(1, 1, D)
+    (out,) = steps(att, memory, lengths, query)
+    assert out.weights.max() >= 1 - 1e-6
+
+
+def test_bad_options_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="odd"):
+        build_attention(AttentionConfig(kind="location", kernel=4), 4, 4)
+    with pytest.raises(ConfigError, match="multiple of heads"):
+        build_attention(AttentionConfig(kind="multihead", dim=10, heads=4), 4, 4)
+    with pytest.raises(ConfigError, match="window"):
+        build_attention(AttentionConfig(kind="local-p", window=0), 4, 4)
+
+
+@pytest.mark.parametrize("window", [0, 1, 3])
+def test_local_m_window_support_and_monotone_centre(window: int) -> None:
+    """L1/L7: weights are exactly 0 outside [c - D, c + D] and padding; c never decreases."""
+    att = LocalMAttention(4, D, dim=8, window=window)
+    lengths = torch.tensor([20, 6, 1])
+    mem = att.prepare(torch.randn(3, 20, D), lengths)
+    state = att.initial_state(mem)
+    frames = torch.arange(20)
+    for query in torch.randn(10, 3, 4):
+        centre = state["centre"]
+        out = att.step(5 * query, mem, state, "train")
+        outside = ((frames - centre.unsqueeze(1)).abs() > window) | (frames >= lengths.unsqueeze(1))
+        assert (out.weights[outside] == 0).all()
+        torch.testing.assert_close(out.weights.sum(1), torch.ones(3), atol=1e-6, rtol=0)
+        assert (out.state["centre"] >= centre).all()
+        assert (out.state["centre"] < lengths).all()
+        state = out.state
+
+
+def test_local_m_centre_follows_expectation() -> None:
+    """§3.1: the next centre is the rounded expected position of the current weights."""
+    att = LocalMAttention(4, D, dim=8, window=4)
+    mem = att.prepare(torch.randn(1, 12, D), torch.tensor([12]))
+    out = att.step(torch.randn(1, 4), mem, att.initial_state(mem), "eval")
+    expected = (out.weights[0] * torch.arange(12.0)).sum().round().long()
+    assert int(out.state["centre"][0]) == int(expected)
+
+
+def test_local_m_with_wide_window_equals_dot() -> None:
+    """L4: with D >= L_b the window covers everything and local-m is its global scorer."""
+    local = LocalMAttention(4, D, dim=8, window=12)
+    dot = DotAttention(4, D, dim=8)
+    dot.load_state_dict(local.state_dict())
+    memory, lengths, queries = torch.randn(2, 10, D), torch.tensor([10, 3]), torch.randn(4, 2, 4)
+    assert_same_outputs(steps(local, memory, lengths, queries), steps(dot, memory, lengths, queries))
+
+
+def test_local_p_uses_valid_length_and_gaussian() -> None:
+    """L3/L5/P13: p in [0, L_b - 1]; unnormalised weights = window softmax * Gaussian with
+    sigma = D / 2 (checked at integer frames with equal energies); renormalised rows sum to 1."""
+    att = LocalPAttention(4, D, dim=8, window=4)
+    torch.nn.init.zeros_(att.key_proj.weight)  # all energies equal
+    lengths = torch.tensor([30, 7])
+    mem = att.prepare(torch.randn(2, 30, D), lengths)
+    query = 3 * torch.randn(2, 4)
+    p = att.position(query, lengths)
+    assert (p >= 0).all() and (p <= (lengths - 1)).all()
+    out = att.step(query, mem, {}, "eval")
+    for b in range(2):
+        centre = int(p[b].floor())
+        support = [j for j in range(centre - 4, centre + 5) if 0 <= j < int(lengths[b])]
+        gauss = torch.exp(-((torch.tensor(support, dtype=torch.float32) - p[b]) ** 2) / (2 * 2.0**2))
+        expected = torch.zeros(30)
+        expected[support] = gauss / len(support)
+        torch.testing.assert_close(out.weights[b], expected, atol=1e-6, rtol=0)
+        assert out.weights[b].sum() <= 1
+    renorm = LocalPAttention(4, D, dim=8, window=4, renormalize=True)
+    renorm.load_state_dict(att.state_dict())
+    out = renorm.step(query, renorm.prepare(mem.values, lengths), {}, "eval")
+    torch.testing.assert_close(out.weights.sum(1), torch.ones(2), atol=1e-6, rtol=0)
+
+
+def test_local_p_edges_and_position_gradient() -> None:
+    """L2/L6: D > L_b gives no index error and no weight outside [0, L_b); the loss reaches
+    the position MLP (v_p, W_p) through the Gaussian factor."""
+    att = LocalPAttention(4, D, dim=8, window=8)
+    lengths = torch.tensor([3, 1])
+    mem = att.prepare(torch.randn(2, 5, D), lengths)
+    out = att.step(torch.randn(2, 4), mem, {}, "train")
+    assert (out.weights[0, 3:] == 0).all() and (out.weights[1, 1:] == 0).all()
+    (out.context.sum() + (out.weights * torch.arange(5.0)).sum()).backward()
+    assert att.position_score.weight.grad.abs().sum() > 0
+    assert att.position_hidden.weight.grad.abs().sum() > 0

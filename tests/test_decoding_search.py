@@ -1,0 +1,149 @@
+"""Search invariants: batching, beam 1 = greedy, the shared rules, CTC prefix scores, Viterbi."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from asrkit.decoding import DecodeOptions, beam_search, greedy_search
+from asrkit.decoding.constraints import constrain, length_limits, repeat_blocked
+from asrkit.decoding.ctc_prefix import CTCPrefixScorer
+from asrkit.decoding.timing import ctc_viterbi
+from asrkit.model.attention import REGISTRY
+from asrkit.testing import dummy_batch, tiny_model
+from asrkit.tokenizer import BLANK_ID, EOS_ID
+
+KINDS = sorted(REGISTRY)
+
+
+def _single(model, batch, i, opts):
+    length = int(batch.feat_lengths[i])
+    feats = batch.feats[i : i + 1, :length]
+    return beam_search(model, feats, batch.feat_lengths[i : i + 1], opts)[0]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_batched_beam_equals_unbatched(kind: str) -> None:
+    model, batch = tiny_model(kind), dummy_batch(batch_size=4)
+    opts = DecodeOptions(beam=4, ctc_weight=0.3, max_len_ratio=1.0)
+    batched = beam_search(model, batch.feats, batch.feat_lengths, opts)
+    for i, hyp in enumerate(batched):
+        alone = _single(model, batch, i, opts)
+        assert hyp.tokens == alone.tokens
+        assert hyp.score == pytest.approx(alone.score, abs=1e-4)
+        assert torch.allclose(hyp.attention, alone.attention, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["location", "monotonic", "multihead"])
+def test_beam_one_equals_greedy(kind: str) -> None:
+    model, batch = tiny_model(kind), dummy_batch(batch_size=4)
+    opts = DecodeOptions(beam=1, max_len_ratio=1.0)
+    greedy = greedy_search(model, batch.feats, batch.feat_lengths, opts)
+    beam = beam_search(model, batch.feats, batch.feat_lengths, opts)
+    for g, b in zip(greedy, beam, strict=True):
+        assert g.tokens == b.tokens
+        assert g.score == pytest.approx(b.score, abs=1e-4)
+        assert torch.allclose(g.attention, b.attention)
+
+
+def test_hypothesis_shapes_and_limits() -> None:
+    model, batch = tiny_model("location"), dummy_batch(batch_size=3)
+    opts = DecodeOptions(beam=3, max_len_ratio=0.5)
+    enc_lengths = model.encode(batch.feats, batch.feat_lengths)[1]
+    _, max_len = length_limits(enc_lengths, opts)
+    for hyp, frames, limit in zip(
+        beam_search(model, batch.feats, batch.feat_lengths, opts), enc_lengths, max_len,
+        strict=True,
+    ):
+        assert len(hyp.tokens) <= int(limit)
+        assert hyp.attention.shape == (len(hyp.tokens) + 1, int(frames))
+        assert all(0 <= f < int(frames) for f in hyp.token_frames)
+        assert BLANK_ID not in hyp.tokens and EOS_ID not in hyp.tokens
+        assert len(hyp.token_log_probs) == len(hyp.tokens)
+
+
+def test_search_restores_training_mode() -> None:
+    model, batch = tiny_model("dot"), dummy_batch(batch_size=2)
+    model.train()
+    greedy_search(model, batch.feats, batch.feat_lengths, DecodeOptions())
+    assert model.training
+
+
+def test_repeat_guard_blocks_back_to_back_ngram() -> None:
+    history = torch.tensor([[5, 6, 7, 5, 6], [5, 6, 7, 5, 8]])
+    assert repeat_blocked(history, 3).tolist() == [7, -1]
+    assert repeat_blocked(history[:, :4], 3).tolist() == [-1, -1]  # too short to repeat
+
+
+def test_constrain_eos_rules() -> None:
+    log_probs = torch.log_softmax(torch.tensor([[0.0, 3.0, 0.5, 4.0, 1.0]] * 3), dim=1)
+    history = torch.zeros(3, 2, dtype=torch.long) + 4
+    min_len, max_len = torch.tensor([0, 3, 0]), torch.tensor([9, 9, 2])
+    opts = DecodeOptions(eos_threshold=1.5, repeat_ngram=0)
+    out = constrain(log_probs, history, min_len, max_len, opts)
+    assert torch.isinf(out[:, BLANK_ID]).all()
+    assert math.isfinite(out[0, EOS_ID])  # 1 below the best: allowed
+    assert math.isinf(out[1, EOS_ID])  # before the minimum length
+    assert out[2].argmax() == EOS_ID and torch.isinf(out[2, 2:]).all()  # forced at max length
+    strict = constrain(log_probs, history, min_len, max_len, DecodeOptions(eos_threshold=0.5))
+    assert math.isinf(strict[0, EOS_ID])
+
+
+def _brute_prefix(probs: torch.Tensor, prefix: list[int], complete: bool) -> float:
+    """Sum of the probabilities of all paths whose collapse starts with (or equals) prefix."""
+    frames, vocab = probs.shape
+    total = 0.0
+    for path in itertools.product(range(vocab), repeat=frames):
+        collapsed = [p for i, p in enumerate(path) if p != BLANK_ID and (i == 0 or p != path[i - 1])]
+        match = collapsed == prefix if complete else collapsed[: len(prefix)] == prefix
+        if match:
+            total += math.prod(float(probs[t, p]) for t, p in enumerate(path))
+    return total
+
+
+def test_ctc_prefix_scores_match_brute_force() -> None:
+    gen = torch.Generator().manual_seed(0)
+    log_probs = torch.randn(1, 5, 4, generator=gen).log_softmax(-1)  # ids 0 blank, 1 eos, 2-3
+    log_probs[..., EOS_ID] = -30.0  # CTC never emits eos
+    log_probs = log_probs.log_softmax(-1)
+    probs = log_probs[0].exp()
+    scorer = CTCPrefixScorer(log_probs, torch.tensor([5]))
+    state, prefix = scorer.initial_state(), []
+    for label in (2, 2, 3):
+        candidates = torch.tensor([[2, 3, EOS_ID]])
+        inc, r = scorer.score(state, candidates)
+        psi = state.log_psi.unsqueeze(1) + inc
+        assert psi[0, 0].exp() == pytest.approx(_brute_prefix(probs, [*prefix, 2], False), rel=1e-4)
+        assert psi[0, 1].exp() == pytest.approx(_brute_prefix(probs, [*prefix, 3], False), rel=1e-4)
+        assert psi[0, 2].exp() == pytest.approx(_brute_prefix(probs, prefix, True), rel=1e-4)
+        col = 0 if label == 2 else 1
+        state = scorer.select(
+            state, inc, r, torch.tensor([0]), torch.tensor([col]), torch.tensor([label])
+        )
+        prefix.append(label)
+
+
+def test_ctc_prefix_padding_invariance() -> None:
+    gen = torch.Generator().manual_seed(1)
+    log_probs = torch.randn(2, 9, 6, generator=gen).log_softmax(-1)
+    candidates = torch.tensor([[2, 3, EOS_ID], [2, 3, EOS_ID]])
+    batched = CTCPrefixScorer(log_probs, torch.tensor([9, 6]))
+    alone = CTCPrefixScorer(log_probs[1:, :6], torch.tensor([6]))
+    inc_b, _ = batched.score(batched.initial_state(), candidates)
+    inc_a, _ = alone.score(alone.initial_state(), candidates[1:])
+    assert torch.allclose(inc_b[1], inc_a[0], atol=1e-5)
+
+
+def test_ctc_viterbi_follows_peaked_posteriors() -> None:
+    frames, tokens = 12, [3, 4, 4, 5]
+    log_probs = torch.full((frames, 6), -10.0)
+    log_probs[:, BLANK_ID] = -0.1
+    for k, token in enumerate(tokens):  # token k dominates frames 3k and 3k+1
+        log_probs[3 * k : 3 * k + 2, token] = 0.0
+        log_probs[3 * k : 3 * k + 2, BLANK_ID] = -5.0
+    spans = ctc_viterbi(log_probs.log_softmax(-1), tokens)
+    assert spans == [(0, 2), (3, 5), (6, 8), (9, 11)]
+    assert ctc_viterbi(log_probs[:4], tokens) is None  # 4 labels + 1 repeat need 5 frames

@@ -1,0 +1,49 @@
+"""Attention-health flags on hand-made weight matrices."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from asrkit.scoring.health import attention_health, repeated_ngram
+
+
+def diagonal(steps: int, frames: int) -> np.ndarray:
+    weights = np.zeros((steps, frames))
+    for u in range(steps):
+        weights[u, round(u * (frames - 1) / max(steps - 1, 1))] = 1.0
+    return weights
+
+
+def test_diagonal_is_healthy() -> None:
+    flags = attention_health(diagonal(20, 40), list(range(3, 22)))
+    assert flags.healthy and flags.names() == []
+    assert flags.end_ratio == 1.0 and flags.max_backward_jump == 0
+
+
+def test_accepts_torch_tensor() -> None:
+    assert attention_health(torch.tensor(diagonal(5, 10)), [3, 4, 5, 6]).healthy
+
+
+def test_stalling() -> None:
+    weights = diagonal(20, 40)
+    weights[5:15] = 0.0
+    weights[5:15, 10] = 1.0
+    flags = attention_health(weights, list(range(3, 22)))
+    assert flags.stalling and flags.longest_stall >= 10
+
+
+def test_looping_by_backward_jump_and_by_ngram() -> None:
+    weights = np.concatenate([diagonal(10, 40)[:, :], diagonal(10, 40)])  # reads twice
+    weights[-1, -1] = 2.0
+    assert attention_health(weights, list(range(3, 22))).looping
+    tokens = [5, 6, 7] + [8, 9] * 5
+    assert repeated_ngram(tokens, 4) == 5
+    assert attention_health(diagonal(len(tokens) + 1, 60), tokens).looping
+
+
+def test_ending_early() -> None:
+    weights = np.zeros((6, 50))
+    weights[np.arange(6), np.arange(6) * 4] = 1.0  # last peak at frame 20 of 50
+    flags = attention_health(weights, [3, 4, 5, 6, 7])
+    assert flags.ending_early and flags.end_ratio == 21 / 50
