@@ -122,6 +122,7 @@ class TrainConfig:
     precision: str = "fp32"  # "fp32", "bf16" or "fp16" (mixed precision on CUDA)
     plot_utterances: int = 3  # dev utterances whose attention is plotted each epoch
     log_every: int = 10  # steps between metrics.jsonl lines
+    plot_every: int = 1  # epochs between attention/health/curve plots; 0 = no plots
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class DecodeConfig:
     ctc_weight: float = 0.0  # joint CTC prefix scoring weight in beam search
     length_penalty: float = 1.0  # score / length**penalty normalisation (0 = none)
     eos_threshold: float = 1.5  # eos only if its log-prob is within this of the best token
-    max_len_ratio: float = 0.6  # max output tokens per encoder frame
+    max_len_ratio: float = 2.0  # max output tokens per encoder frame (8x subsampling: 25 per s)
     min_len_ratio: float = 0.0
     repeat_ngram: int = 4  # forbid an n-gram of this size to repeat back-to-back (loop guard)
     batch_size: int = 16

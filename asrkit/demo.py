@@ -119,7 +119,7 @@ def split_dev(utts: list[Utterance]) -> tuple[list[Utterance], list[Utterance]]:
 
 
 def prepare_out_dir(out_dir: Path, force: bool) -> Path:
-    """Create OUT, refusing one that holds earlier demo outputs unless `force` (then they go)."""
+    """Create OUT. An existing OUT is refused unless `force`, which deletes only `OUTPUTS`."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: exists and is not a folder")
@@ -133,6 +133,9 @@ def prepare_out_dir(out_dir: Path, force: bool) -> Path:
 
 def load_demo_config(attention: str, minutes: float | None) -> ExperimentConfig:
     """`asrkit/conf/demo.yaml` with the chosen attention kind and training budget."""
+    from asrkit.model.attention import resolve_kind
+
+    resolve_kind(attention)  # a typo fails now, not after the data preparation
     cfg = apply_overrides(load_yaml(DEMO_CONFIG), [f"attention.kind={attention}"])
     if minutes is not None:
         if minutes <= 0:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from asrkit.io import atomic_write_json
 
 # Extensions we look for, in order of preference when one utterance id has several files.
 AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg", ".opus", ".mp3")
+
+_MP3_FRAME = 1152  # samples per MP3 frame: decoders may legitimately differ by one frame
 
 # Problem kinds, each named in the summary table.
 MISSING_AUDIO = "missing audio"  # a transcript with no audio file
@@ -95,17 +98,28 @@ def absolute(path: Path | str) -> Path:
     return Path(os.path.abspath(path))
 
 
-def probe_audio(path: str) -> AudioInfo | str:
-    """Read an audio header; returns the info, or a one-line reason when it is not readable.
+def probe_audio(path: str, decode: bool = False) -> AudioInfo | str:
+    """Read an audio header (or decode the whole file); returns the info or a one-line reason.
 
-    For MP3, libsndfile (mpg123) reports the exact decoded length, so `frames` equals the
-    number of samples `soundfile.read` returns (checked on the shared MP3 tree in the tests).
+    For MP3, libsndfile (mpg123) reports the exact decoded length, so the header's `frames`
+    equals the number of samples `soundfile.read` returns (checked on the shared MP3 tree in the
+    tests). A truncated or corrupt file can still have a good header: `decode=True` reads every
+    sample, reports the decoded length, and turns a decoder error or a file that decodes to
+    fewer samples than its header announces into a reason.
     """
     try:
-        info = sf.info(path)
+        with sf.SoundFile(path) as handle:
+            info = AudioInfo(frames=int(handle.frames), sample_rate=int(handle.samplerate))
+            if not decode:
+                return info
+            # One read of the whole file: reading MP3 in blocks makes libsndfile seek, which
+            # costs mpg123 its bit reservoir and floods stderr with decoder errors.
+            decoded = len(handle.read(dtype="int16", always_2d=True))
     except (sf.LibsndfileError, RuntimeError, TypeError, OSError) as exc:
         return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return AudioInfo(frames=int(info.frames), sample_rate=int(info.samplerate))
+    if decoded < info.frames - _MP3_FRAME:
+        return f"decodes to {decoded} of the {info.frames} samples its header announces"
+    return AudioInfo(frames=decoded, sample_rate=info.sample_rate)
 
 
 def build_part(
@@ -115,6 +129,7 @@ def build_part(
     problems: list[Problem],
     *,
     jobs: int = 1,
+    verify: bool = False,
     show_progress: bool = True,
 ) -> PartReport:
     """Probe every candidate's audio, then write `<name>.problems.json` and `<name>.jsonl`.
@@ -125,6 +140,7 @@ def build_part(
         out_dir: DATA_DIR, created beforehand.
         problems: problems the preparer already found; audio problems are appended.
         jobs: threads reading audio headers.
+        verify: decode every file completely (finds truncated files; much slower).
         show_progress: draw the progress bar.
     """
     problems = list(problems)
@@ -138,7 +154,11 @@ def build_part(
             unique.append(cand)
     paths = [str(c.audio) for c in unique]
     infos = parallel_map(
-        probe_audio, paths, jobs=jobs, description=f"{name}: audio", show=show_progress
+        partial(probe_audio, decode=verify),
+        paths,
+        jobs=jobs,
+        description=f"{name}: {'decoding' if verify else 'audio headers'}",
+        show=show_progress,
     )
     utterances = []
     for cand, info in zip(unique, infos, strict=True):

@@ -138,6 +138,7 @@ def prepare_librispeech(
     parts: Sequence[str] | None = None,
     jobs: int = 1,
     force: bool = False,
+    verify: bool = False,
     show_progress: bool = True,
 ) -> dict[str, PartReport]:
     """Write `out_dir/<part>.jsonl` (and `<part>.problems.json`) for each LibriSpeech part.
@@ -148,6 +149,7 @@ def prepare_librispeech(
         parts: part names; None prepares every part present.
         jobs: threads reading audio headers.
         force: re-prepare parts whose manifest already exists (otherwise they are skipped).
+        verify: decode every audio file completely (finds truncated files; slower).
         show_progress: draw progress bars.
 
     Returns:
@@ -174,6 +176,12 @@ def prepare_librispeech(
             continue
         candidates, problems = list_part(root / part, genders)
         reports[part] = build_part(
-            part, candidates, out_dir, problems, jobs=jobs, show_progress=show_progress
+            part,
+            candidates,
+            out_dir,
+            problems,
+            jobs=jobs,
+            verify=verify,
+            show_progress=show_progress,
         )
     return reports

@@ -48,6 +48,7 @@ def prepare_folder(
     name: str | None = None,
     jobs: int = 1,
     force: bool = False,
+    verify: bool = False,
     show_progress: bool = True,
 ) -> PartReport:
     """Manifest of every audio file under `folder` (recursively) with a sibling `.txt`.
@@ -61,6 +62,7 @@ def prepare_folder(
         name: manifest stem; default the folder's name.
         jobs: threads reading audio headers.
         force: overwrite an existing manifest.
+        verify: decode every audio file completely (finds truncated files; slower).
         show_progress: draw progress bars.
     """
     folder = Path(folder)
@@ -92,7 +94,9 @@ def prepare_folder(
     for path in files:
         if path.suffix.lower() == ".txt" and path.with_suffix("") not in audio_stems:
             problems.append(Problem(MISSING_AUDIO, _utt_id(path, folder), str(path), "no audio"))
-    return build_part(name, candidates, out_dir, problems, jobs=jobs, show_progress=show_progress)
+    return build_part(
+        name, candidates, out_dir, problems, jobs=jobs, verify=verify, show_progress=show_progress
+    )
 
 
 def _read_rows(table: Path) -> tuple[list[str], list[list[str]]]:
@@ -130,6 +134,7 @@ def prepare_table(
     name: str | None = None,
     jobs: int = 1,
     force: bool = False,
+    verify: bool = False,
     show_progress: bool = True,
 ) -> PartReport:
     """Manifest from a TSV/CSV with columns `path` and `text` (optional `id`, `speaker`).
@@ -143,6 +148,7 @@ def prepare_table(
         name: manifest stem; default the table's file stem.
         jobs: threads reading audio headers.
         force: overwrite an existing manifest.
+        verify: decode every audio file completely (finds truncated files; slower).
         show_progress: draw progress bars.
     """
     table = Path(table)
@@ -162,7 +168,7 @@ def prepare_table(
             problems.append(Problem(BAD_LINE, None, where, f"{len(row)} of {len(header)} columns"))
             continue
         fields = dict(zip(header, (v.strip() for v in row), strict=False))
-        audio = base / fields["path"]
+        audio = absolute(base / fields["path"])  # also folds "..", so ids stay well formed
         inside = audio.is_relative_to(base)
         utt_id = fields.get("id") or (_utt_id(audio, base) if inside else audio.stem)
         text = normalize_librispeech(fields["text"])
@@ -173,4 +179,6 @@ def prepare_table(
         else:
             speaker = fields.get("speaker") or audio.parent.name
             candidates.append(Candidate(id=utt_id, audio=audio, text=text, speaker=speaker))
-    return build_part(name, candidates, out_dir, problems, jobs=jobs, show_progress=show_progress)
+    return build_part(
+        name, candidates, out_dir, problems, jobs=jobs, verify=verify, show_progress=show_progress
+    )

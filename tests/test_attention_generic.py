@@ -90,17 +90,19 @@ def _check_pad_invariance(kind: str, mode: Mode) -> None:
     queries = torch.randn(5, 3, QUERY_DIM)
     batched = run(att, memory, lengths_t, queries, mode)
     for b, length in enumerate(lengths):
-        alone = run(att, memory[b : b + 1, :length], torch.tensor([length]), queries[:, b : b + 1], mode)
-        for step, (full, single) in enumerate(zip(batched, alone)):
+        item = memory[b : b + 1, :length]
+        alone = run(att, item, torch.tensor([length]), queries[:, b : b + 1], mode)
+        for step, (full, single) in enumerate(zip(batched, alone, strict=True)):
             where = f"{kind}/{mode} item {b} step {step}"
-            torch.testing.assert_close(full.context[b], single.context[0], atol=1e-5, rtol=0, msg=where)
-            torch.testing.assert_close(full.weights[b, :length], single.weights[0], atol=1e-5, rtol=0)
+            close = {"atol": 1e-5, "rtol": 0.0, "msg": where}
+            torch.testing.assert_close(full.context[b], single.context[0], **close)
+            torch.testing.assert_close(full.weights[b, :length], single.weights[0], **close)
             for key, value in single.state.items():
                 batch_value = full.state[key][b]
                 if value.dim() == 2:  # (B, T) alignments: compare valid frames, padding is zero
                     assert (batch_value[length:] == 0).all(), where
                     batch_value = batch_value[:length]
-                torch.testing.assert_close(batch_value, value[0], atol=1e-5, rtol=0, msg=where)
+                torch.testing.assert_close(batch_value, value[0], **close)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -124,7 +126,7 @@ def test_batch_permutation_and_determinism(kind: str) -> None:
     again = run(att, memory, lengths, queries, "eval")
     perm = torch.tensor([2, 0, 1])
     permuted = run(att, memory[perm], lengths[perm], queries[:, perm], "eval")
-    for a, b, p in zip(first, again, permuted):
+    for a, b, p in zip(first, again, permuted, strict=True):
         assert torch.equal(a.context, b.context) and torch.equal(a.weights, b.weights)
         torch.testing.assert_close(p.weights, a.weights[perm], atol=1e-6, rtol=0)
         torch.testing.assert_close(p.context, a.context[perm], atol=1e-5, rtol=0)
@@ -217,3 +219,19 @@ def test_reorder_state_matches_reordered_run(kind: str) -> None:
         out = att.step(query, mem_r, state_r, "eval")
         state_r = out.state
         torch.testing.assert_close(out.weights, direct[step + 2].weights, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("kind", DETERMINISTIC_IN_TRAIN)
+def test_gradcheck_float64(kind: str) -> None:
+    """G7: float64 gradcheck of contexts and weights over U = 3 train steps w.r.t. the frames
+    and queries (local-p with D >= T so no window edge moves under the perturbation)."""
+    att = make(kind, window=8 if kind == "local-p" else 2).double()
+    lengths = torch.tensor([7, 4])
+    memory = torch.randn(2, 7, MEMORY_DIM, dtype=torch.float64, requires_grad=True)
+    queries = torch.randn(3, 2, QUERY_DIM, dtype=torch.float64, requires_grad=True)
+
+    def unrolled(memory: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = run(att, memory, lengths, queries, "train")
+        return tuple(t for o in outputs for t in (o.context, o.weights))
+
+    assert torch.autograd.gradcheck(unrolled, (memory, queries), atol=1e-6)

@@ -29,9 +29,7 @@ def test_sampling_law_and_padding() -> None:
     freq = counts[:FRAMES] / n
     se = (alpha[:FRAMES] * (1 - alpha[:FRAMES]) / n).sqrt()
     assert ((freq - alpha[:FRAMES]).abs() <= 4 * se).all()
-    torch.testing.assert_close(
-        out.log_prob, alpha.log()[out.weights.argmax(1)], atol=1e-5, rtol=0
-    )
+    torch.testing.assert_close(out.log_prob, alpha.log()[out.weights.argmax(1)], atol=1e-5, rtol=0)
 
 
 def test_reinforce_estimator_is_unbiased() -> None:
@@ -72,6 +70,9 @@ def test_baseline_update_and_entropy_term() -> None:
     # advantage uses the old baseline (2.0): d loss / d log_prob = -lambda_r (4 - 2) / B
     torch.testing.assert_close(log_prob.grad, torch.full((3,), -2.0 / 3))
     torch.testing.assert_close(entropy.grad, torch.full((3,), -att.entropy_weight / 3))
+    with torch.no_grad():
+        att.auxiliary_loss(log_prob, entropy, torch.tensor([100.0, 100.0, 100.0]))
+    assert abs(float(att.baseline) - 2.2) < 1e-6  # evaluation does not move the baseline
 
 
 def test_expected_branch_and_deterministic_eval() -> None:

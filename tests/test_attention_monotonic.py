@@ -92,7 +92,7 @@ def test_legacy_parallel_fails_the_counterexample() -> None:
 
 
 def test_mass_never_grows_and_cdf_dominance() -> None:
-    """M2/M4: 0 <= sum alpha_i <= sum alpha_{i-1} <= 1 and cumsum(alpha_i) <= cumsum(alpha_{i-1})."""
+    """M2/M4: 0 <= sum alpha_i <= sum alpha_{i-1} <= 1; cumsum(alpha_i) <= cumsum(alpha_{i-1})."""
     p, mask = random_problem(6, 80, 10, torch.float32, seed=5)
     prev = dirac(mask, torch.float32)
     for p_i in p:
@@ -137,8 +137,10 @@ def sharp_monotonic(chunk: int | None = None, seed: int = 0) -> MonotonicAttenti
     """Random energies of a few units around 0, so scans stop, skip and run off the end."""
     torch.manual_seed(seed)
     args = (QUERY_DIM, MEMORY_DIM, 8)
-    att = MonotonicAttention(*args, r_init=-1.0) if chunk is None else MoChAAttention(
-        *args, chunk=chunk, r_init=-1.0
+    att = (
+        MonotonicAttention(*args, r_init=-1.0)
+        if chunk is None
+        else MoChAAttention(*args, chunk=chunk, r_init=-1.0)
     )
     att.energy.g.data.fill_(4.0)
     return att
@@ -192,7 +194,7 @@ def test_hard_scan_is_monotonic_linear_and_equals_vectorised(seed: int) -> None:
     prev_hard[:, 0] = 1.0
     prev_index = torch.zeros(4, dtype=torch.long)
     was_zero = torch.zeros(4, dtype=torch.bool)
-    for query, out in zip(queries, outputs):
+    for query, out in zip(queries, outputs, strict=True):
         with torch.no_grad():
             energies = att.energy(mem.keys["mono"], query.unsqueeze(1))
         z = ((energies > 0) & mem.mask).float()
@@ -223,7 +225,7 @@ def test_hard_scan_is_online() -> None:
     perturbed = memory.clone()
     perturbed[:, t_i + 1 :] += 10 * torch.randn_like(perturbed[:, t_i + 1 :])
     _, again = hard_run(att, perturbed, lengths, queries)
-    for a, b in zip(outputs[: i + 1], again[: i + 1]):
+    for a, b in zip(outputs[: i + 1], again[: i + 1], strict=True):
         assert torch.equal(a.context, b.context)
         assert torch.equal(a.state["pointer"], b.state["pointer"])
 
@@ -319,7 +321,7 @@ def test_mocha_chunk_one_equals_monotonic(mode: str) -> None:
             state = out.state
             outs.append(out)
         states.append(outs)
-    for a, b in zip(*states):
+    for a, b in zip(*states, strict=True):
         torch.testing.assert_close(a.weights, b.weights, atol=1e-6, rtol=0)
         torch.testing.assert_close(a.context, b.context, atol=1e-6, rtol=0)
 

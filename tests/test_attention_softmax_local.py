@@ -28,7 +28,7 @@ def steps(att, memory, lengths, queries, mode="eval"):
 
 
 def assert_same_outputs(a, b, atol: float = 1e-6) -> None:
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         torch.testing.assert_close(x.weights, y.weights, atol=atol, rtol=0)
         torch.testing.assert_close(x.context, y.context, atol=atol, rtol=0)
 
@@ -41,7 +41,9 @@ def test_general_with_identity_equals_dot() -> None:
         for weight in (general.bilinear.weight, dot.query_proj.weight, dot.key_proj.weight):
             weight.copy_(torch.eye(D))
     memory, lengths, queries = torch.randn(2, 7, D), torch.tensor([7, 4]), torch.randn(3, 2, D)
-    assert_same_outputs(steps(general, memory, lengths, queries), steps(dot, memory, lengths, queries))
+    assert_same_outputs(
+        steps(general, memory, lengths, queries), steps(dot, memory, lengths, queries)
+    )
 
 
 def test_location_with_zero_conv_equals_additive() -> None:
@@ -130,7 +132,9 @@ def test_local_m_with_wide_window_equals_dot() -> None:
     dot = DotAttention(4, D, dim=8)
     dot.load_state_dict(local.state_dict())
     memory, lengths, queries = torch.randn(2, 10, D), torch.tensor([10, 3]), torch.randn(4, 2, 4)
-    assert_same_outputs(steps(local, memory, lengths, queries), steps(dot, memory, lengths, queries))
+    assert_same_outputs(
+        steps(local, memory, lengths, queries), steps(dot, memory, lengths, queries)
+    )
 
 
 def test_local_p_uses_valid_length_and_gaussian() -> None:
@@ -147,7 +151,9 @@ def test_local_p_uses_valid_length_and_gaussian() -> None:
     for b in range(2):
         centre = int(p[b].floor())
         support = [j for j in range(centre - 4, centre + 5) if 0 <= j < int(lengths[b])]
-        gauss = torch.exp(-((torch.tensor(support, dtype=torch.float32) - p[b]) ** 2) / (2 * 2.0**2))
+        gauss = torch.exp(
+            -((torch.tensor(support, dtype=torch.float32) - p[b]) ** 2) / (2 * 2.0**2)
+        )
         expected = torch.zeros(30)
         expected[support] = gauss / len(support)
         torch.testing.assert_close(out.weights[b], expected, atol=1e-6, rtol=0)

@@ -55,7 +55,9 @@ def test_hypothesis_shapes_and_limits() -> None:
     enc_lengths = model.encode(batch.feats, batch.feat_lengths)[1]
     _, max_len = length_limits(enc_lengths, opts)
     for hyp, frames, limit in zip(
-        beam_search(model, batch.feats, batch.feat_lengths, opts), enc_lengths, max_len,
+        beam_search(model, batch.feats, batch.feat_lengths, opts),
+        enc_lengths,
+        max_len,
         strict=True,
     ):
         assert len(hyp.tokens) <= int(limit)
@@ -97,7 +99,9 @@ def _brute_prefix(probs: torch.Tensor, prefix: list[int], complete: bool) -> flo
     frames, vocab = probs.shape
     total = 0.0
     for path in itertools.product(range(vocab), repeat=frames):
-        collapsed = [p for i, p in enumerate(path) if p != BLANK_ID and (i == 0 or p != path[i - 1])]
+        collapsed = [
+            p for i, p in enumerate(path) if p != BLANK_ID and (i == 0 or p != path[i - 1])
+        ]
         match = collapsed == prefix if complete else collapsed[: len(prefix)] == prefix
         if match:
             total += math.prod(float(probs[t, p]) for t, p in enumerate(path))

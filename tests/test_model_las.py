@@ -29,7 +29,8 @@ def test_forward_gives_finite_loss_and_gradients_everywhere(kind: str) -> None:
     batch = dummy_batch(4)
     loss, stats = model(batch)
     assert set(stats) >= STATS and all(isinstance(v, float) for v in stats.values())
-    assert math.isfinite(stats["loss"]) and stats["loss"] > 0
+    # The REINFORCE surrogate of hard attention may be negative; the CE never is.
+    assert math.isfinite(stats["loss"]) and stats["att_loss"] > 0
     assert stats["tokens"] == float(batch.token_lengths.sum() + len(batch.ids))  # eos included
     assert stats["frames"] == float(batch.feat_lengths.sum())
     loss.backward()

@@ -153,3 +153,17 @@ def test_normalize_librispeech_table() -> None:
     }
     assert {k: normalize_librispeech(k) for k in cases} == cases
     assert all(normalize_librispeech(v) == v for v in cases.values())  # idempotent
+
+
+def test_verify_finds_truncated_audio(tmp_path: Path) -> None:
+    corpus = fake_librispeech(tmp_path / "corpus")
+    chapter = corpus / "LibriSpeech" / "dev-tiny" / "11" / "100"
+    flac = chapter / "11-100-0001.flac"
+    flac.write_bytes(flac.read_bytes()[: flac.stat().st_size // 2])  # header intact, data cut
+    fast = prepare_librispeech(corpus, tmp_path / "headers", show_progress=False)["dev-tiny"]
+    assert fast.utterances == len(GOOD)  # a header-only read cannot see the damage
+    checked = prepare_librispeech(corpus, tmp_path / "decoded", verify=True, show_progress=False)
+    kinds = {p.utt_id: p.kind for p in checked["dev-tiny"].problems}
+    assert kinds["11-100-0001"] == "unreadable audio"
+    durations = {u.id: u.duration for u in read_manifest(checked["dev-tiny"].path)}
+    assert durations == {"11-100-0000": 1.0, "22-200-0000": 0.8}

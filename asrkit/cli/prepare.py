@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from asrkit.cli.common import console, user_errors
@@ -29,6 +30,9 @@ Out = Annotated[Path, typer.Option("--out", help="DATA_DIR: where the manifests 
 Jobs = Annotated[int, typer.Option("--jobs", min=1, help="Parallel workers.")]
 Force = Annotated[bool, typer.Option("--force", help="Redo outputs that already exist.")]
 Strict = Annotated[bool, typer.Option("--strict", help="Exit 1 if any problem was found.")]
+Verify = Annotated[
+    bool, typer.Option("--verify", help="Decode all audio: finds truncated files (slower).")
+]
 Name = Annotated[str | None, typer.Option("--name", help="Manifest name (DATA_DIR/NAME.jsonl).")]
 
 
@@ -60,7 +64,8 @@ def _summarise(reports: dict[str, PartReport], strict: bool) -> None:
     for name, report in reports.items():
         for problem in report.problems[:_LISTED_PROBLEMS]:
             utt = f" {problem.utt_id}" if problem.utt_id else ""
-            console.print(f"[yellow]{name}: {problem.kind}{utt}[/] {problem.path} {problem.detail}")
+            where = escape(f"{problem.path} {problem.detail}".strip())
+            console.print(f"[yellow]{name}: {problem.kind}{utt}[/] {where}", highlight=False)
         if len(report.problems) > _LISTED_PROBLEMS:
             rest = len(report.problems) - _LISTED_PROBLEMS
             side = report.path.with_name(f"{name}.problems.json")
@@ -104,6 +109,7 @@ def librispeech(
     ] = False,
     force: Force = False,
     strict: Strict = False,
+    verify: Verify = False,
     features: Annotated[
         bool, typer.Option("--features", help="Also precompute features and CMVN.")
     ] = False,
@@ -118,7 +124,9 @@ def librispeech(
             raise UserError("--download needs --parts (e.g. --parts dev-clean,train-clean-100)")
         # A mirror (openslr's US/EU/CN ones, or a local copy) can stand in for the main site.
         download_librispeech(names, corpus_dir, base_url=os.environ.get(MIRROR_ENV, OPENSLR_URL))
-    reports = prepare_librispeech(corpus_dir, out, parts=names or None, jobs=jobs, force=force)
+    reports = prepare_librispeech(
+        corpus_dir, out, parts=names or None, jobs=jobs, force=force, verify=verify
+    )
     _summarise(reports, strict)
     if features:
         for report in reports.values():
@@ -134,11 +142,12 @@ def folder(
     jobs: Jobs = 1,
     force: Force = False,
     strict: Strict = False,
+    verify: Verify = False,
 ) -> None:
     """Manifest of a folder of audio files, each transcribed by a .txt of the same name."""
     from data_prep.own_data import prepare_folder
 
-    report = prepare_folder(directory, out, name=name, jobs=jobs, force=force)
+    report = prepare_folder(directory, out, name=name, jobs=jobs, force=force, verify=verify)
     _summarise({report.name: report}, strict)
 
 
@@ -153,11 +162,12 @@ def table(
     jobs: Jobs = 1,
     force: Force = False,
     strict: Strict = False,
+    verify: Verify = False,
 ) -> None:
     """Manifest of the audio files listed in a TSV or CSV table."""
     from data_prep.own_data import prepare_table
 
-    report = prepare_table(file, out, name=name, jobs=jobs, force=force)
+    report = prepare_table(file, out, name=name, jobs=jobs, force=force, verify=verify)
     _summarise({report.name: report}, strict)
 
 

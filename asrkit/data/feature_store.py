@@ -32,7 +32,7 @@ from asrkit.config import FeaturesConfig, to_dict
 from asrkit.data.manifest import read_manifest
 from asrkit.data.parallel import parallel_map
 from asrkit.features import CMVNAccumulator, CMVNStats, Fbank, load_audio
-from asrkit.io import UserError, atomic_open, atomic_write_json
+from asrkit.io import UserError, atomic_open, atomic_write_json, ensure_writable_dir
 
 _FBANKS: dict[FeaturesConfig, Fbank] = {}  # one filterbank per process and config
 
@@ -148,6 +148,7 @@ def compute_features(
     """
     manifest = Path(manifest)
     utts = read_manifest(manifest)
+    ensure_writable_dir(manifest.parent)
     npy, idx = store_paths(manifest)
     if not force and (npy.exists() or idx.exists()):
         if FeatureStore.open(manifest, features) is not None:
@@ -176,6 +177,8 @@ def compute_features(
                 index[utt.id] = [offset, feats.shape[0]]
                 offset += feats.shape[0]
         _write_npy(npy, raw, (offset, features.n_mels))
+    except OSError as exc:  # e.g. the disk filled up: no partial store is left behind
+        raise UserError(f"{npy}: cannot write the feature store ({exc.strerror or exc})") from exc
     finally:
         raw.unlink(missing_ok=True)
     atomic_write_json(

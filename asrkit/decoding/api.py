@@ -188,8 +188,10 @@ def _decode_pieces(
         chosen = order[first : first + opts.batch_size]
         feats = pad_sequence([pieces[i].feats for i in chosen], batch_first=True).to(device)
         lengths = torch.tensor([pieces[i].feats.shape[0] for i in chosen], device=device)
-        hyps = search(model, feats, lengths, opts, loaded.tokenizer)
-        ctc = _ctc_posteriors(loaded, feats, lengths) if use_ctc else None
+        with eval_mode(model):
+            encoded = model.encode(feats, lengths)
+        hyps = search(model, feats, lengths, opts, loaded.tokenizer, encoded)
+        ctc = _ctc_posteriors(loaded, *encoded) if use_ctc else None
         for j, (i, hyp) in enumerate(zip(chosen, hyps, strict=True)):
             words = None
             if ctc is not None:
@@ -200,10 +202,9 @@ def _decode_pieces(
     return [o for o in out if o is not None]
 
 
-def _ctc_posteriors(loaded: LoadedModel, feats: Tensor, lengths: Tensor) -> list[Tensor]:
+def _ctc_posteriors(loaded: LoadedModel, enc: Tensor, enc_lengths: Tensor) -> list[Tensor]:
     """Per item (T_valid', V) CTC log-probabilities, on the CPU."""
     with eval_mode(loaded.model):
-        enc, enc_lengths = loaded.model.encode(feats, lengths)
         log_probs = loaded.model.ctc_log_probs(enc)
     assert log_probs is not None  # only called for models with a CTC head
     return [lp[: int(n)].cpu() for lp, n in zip(log_probs, enc_lengths, strict=True)]

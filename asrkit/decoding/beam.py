@@ -69,6 +69,7 @@ def beam_search(
     feat_lengths: Tensor,
     opts: DecodeOptions,
     tokenizer: Tokenizer | None = None,
+    encoded: tuple[Tensor, Tensor] | None = None,
 ) -> list[Hypothesis]:
     """Beam search of a padded batch; results do not depend on the batch composition.
 
@@ -79,13 +80,14 @@ def beam_search(
         opts: beam, ctc_weight (used when the model has a CTC head), length_penalty and the
             shared rules (eos_threshold, length ratios, repeat_ngram).
         tokenizer: fills `Hypothesis.text` when given.
+        encoded: `model.encode(feats, feat_lengths)` when the caller has it already.
 
     Returns:
         The best finished hypothesis of each utterance, in input order.
     """
     k = opts.beam
     with eval_mode(model):
-        enc, enc_lengths, mem = encode(model, feats, feat_lengths)
+        enc, enc_lengths, mem = encode(model, feats, feat_lengths, encoded)
         batch = feats.shape[0]
         rows = torch.arange(batch, device=feats.device).repeat_interleave(k)  # (B*K,)
         mem = mem.index_select(rows)

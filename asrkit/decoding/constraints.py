@@ -37,9 +37,12 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def encode(model: LAS, feats: Tensor, feat_lengths: Tensor) -> tuple[Tensor, Tensor, AttendMemory]:
-    """Encoder outputs (B, T', H), their lengths (B,) and the prepared attention memory."""
-    enc, enc_lengths = model.encode(feats, feat_lengths)
+def encode(
+    model: LAS, feats: Tensor, feat_lengths: Tensor, encoded: tuple[Tensor, Tensor] | None
+) -> tuple[Tensor, Tensor, AttendMemory]:
+    """Encoder outputs (B, T', H), their lengths (B,) and the prepared attention memory;
+    `encoded` reuses outputs the caller already has (e.g. for CTC word times)."""
+    enc, enc_lengths = encoded if encoded is not None else model.encode(feats, feat_lengths)
     return enc, enc_lengths, model.speller.attention.prepare(enc, enc_lengths)
 
 

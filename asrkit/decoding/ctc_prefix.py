@@ -102,9 +102,12 @@ class CTCPrefixScorer:
         for t in range(start, frames):
             r[t, 0] = torch.logaddexp(r[t - 1, 0], log_phi[t - 1]) + xs[t]
             r[t, 1] = torch.logaddexp(r[t - 1, 0], r[t - 1, 1]) + blank[t]
-        # psi(g + c) = sum_t phi_{t-1} x_t(c), plus the paths that emitted c at frame start-1.
-        emitted = log_phi[start - 1 : frames - 1] + xs[start:]
-        log_psi = torch.logsumexp(torch.cat([r[start - 1, 0].unsqueeze(0), emitted]), dim=0)
+        if start <= frames:
+            # psi(g + c) = sum_t phi_{t-1} x_t(c), plus paths that emitted c at frame start-1.
+            emitted = log_phi[start - 1 : frames - 1] + xs[start:]
+            log_psi = torch.logsumexp(torch.cat([r[start - 1, 0].unsqueeze(0), emitted]), dim=0)
+        else:  # more labels than frames: no CTC path left
+            log_psi = torch.full((rows, count), LOG_ZERO, device=xs.device)
         is_eos = candidates == EOS_ID
         log_psi = torch.where(is_eos, r_sum[-1].unsqueeze(1).expand(-1, count), log_psi)
         log_psi = log_psi.masked_fill(candidates == BLANK_ID, LOG_ZERO)

@@ -33,6 +33,7 @@ def greedy_search(
     feat_lengths: Tensor,
     opts: DecodeOptions,
     tokenizer: Tokenizer | None = None,
+    encoded: tuple[Tensor, Tensor] | None = None,
 ) -> list[Hypothesis]:
     """Greedy decoding of a padded batch.
 
@@ -42,6 +43,7 @@ def greedy_search(
         feat_lengths: (B,) valid frames.
         opts: length limits, <eos> threshold and loop guard (beam and CTC weight unused).
         tokenizer: fills `Hypothesis.text` when given.
+        encoded: `model.encode(feats, feat_lengths)` when the caller has it already.
 
     Returns:
         One `Hypothesis` per utterance, in input order.
@@ -54,7 +56,7 @@ def greedy_search(
         3
     """
     with eval_mode(model):
-        _, enc_lengths, mem = encode(model, feats, feat_lengths)
+        _, enc_lengths, mem = encode(model, feats, feat_lengths, encoded)
         batch = feats.shape[0]
         min_len, max_len = length_limits(enc_lengths, opts)
         state = model.speller.initial_state(mem)

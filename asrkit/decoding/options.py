@@ -46,7 +46,7 @@ class DecodeOptions:
     ctc_weight: float = 0.0
     length_penalty: float = 1.0
     eos_threshold: float = 1.5
-    max_len_ratio: float = 0.6
+    max_len_ratio: float = 2.0
     min_len_ratio: float = 0.0
     repeat_ngram: int = 4
     batch_size: int = 16

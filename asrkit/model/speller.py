@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from asrkit.model.attention.base import Attention, AttendMemory, Mode, State
+from asrkit.model.attention.base import Attention, AttendMemory, AttentionOutput, Mode, State
 
 ATT_PREFIX = "att."
 
@@ -118,7 +118,16 @@ class Speller(nn.Module):
         Returns:
             SpellerStep with logits (B, V) and weights (B, T').
         """
-        x = torch.cat([self.dropout(self.embed(prev_tokens)), state["context"]], dim=1)
+        inputs = self.dropout(self.embed(prev_tokens))  # (B, E)
+        query, att, new_state = self._recur(inputs, state, mem, mode)
+        logits = self._project(torch.cat([query, att.context], dim=-1))
+        return SpellerStep(logits, att.weights, new_state, att.log_prob, att.entropy)
+
+    def _recur(
+        self, inputs: Tensor, state: State, mem: AttendMemory, mode: Mode
+    ) -> tuple[Tensor, AttentionOutput, State]:
+        """LSTM update with input feeding, then attention: -> (query s_i, attention, state)."""
+        x = torch.cat([inputs, state["context"]], dim=1)  # (B, E + D)
         new_state: State = {}
         for i, cell in enumerate(self.cells):
             h, c = cell(x, (state[f"h{i}"], state[f"c{i}"]))
@@ -129,9 +138,11 @@ class Speller(nn.Module):
         new_state["context"] = att.context
         for key, value in att.state.items():
             new_state[ATT_PREFIX + key] = value
-        features = torch.tanh(self.pre_output(torch.cat([x, att.context], dim=1)))  # (B, H)
-        logits = self.output(self.dropout(features))  # (B, V)
-        return SpellerStep(logits, att.weights, new_state, att.log_prob, att.entropy)
+        return x, att, new_state
+
+    def _project(self, query_context: Tensor) -> Tensor:
+        """[s_i; c_i] (..., H + D) -> logits (..., V)."""
+        return self.output(self.dropout(torch.tanh(self.pre_output(query_context))))
 
     def forward(
         self,
@@ -158,27 +169,34 @@ class Speller(nn.Module):
         """
         batch, steps = tokens_in.shape
         state = self.initial_state(mem)
-        logits, weights = [], []
+        # Embeddings of the reference inputs in one call; the output layers run once over all
+        # steps after the loop unless scheduled sampling needs each step's argmax right away.
+        embedded = self.dropout(self.embed(tokens_in))  # (B, U+1, E)
+        outputs, logits, weights = [], [], []
         log_prob_sum = mem.values.new_zeros(batch)
         entropy_sum = mem.values.new_zeros(batch)
-        prev = tokens_in[:, 0]
         for i in range(steps):
-            out = self.step(prev, state, mem, mode)
-            state = out.state
-            logits.append(out.logits)
-            weights.append(out.weights)
+            inputs = embedded[:, i]
+            if sampling_prob > 0.0 and i > 0:
+                sampled = torch.rand(batch, device=tokens_in.device) < sampling_prob
+                predicted = self.dropout(self.embed(logits[-1].detach().argmax(dim=1)))
+                inputs = torch.where(sampled.unsqueeze(1), predicted, inputs)
+            query, att, state = self._recur(inputs, state, mem, mode)
+            outputs.append(torch.cat([query, att.context], dim=1))  # (B, H + D)
+            weights.append(att.weights)
+            if sampling_prob > 0.0:
+                logits.append(self._project(outputs[-1]))
             valid = steps_mask[:, i].to(log_prob_sum.dtype) if steps_mask is not None else 1.0
-            if out.log_prob is not None:
-                log_prob_sum = log_prob_sum + out.log_prob * valid
-            if out.entropy is not None:
-                entropy_sum = entropy_sum + out.entropy * valid
-            if i + 1 < steps:
-                prev = tokens_in[:, i + 1]
-                if sampling_prob > 0.0:
-                    sampled = torch.rand(batch, device=prev.device) < sampling_prob
-                    prev = torch.where(sampled, out.logits.detach().argmax(dim=1), prev)
+            if att.log_prob is not None:
+                log_prob_sum = log_prob_sum + att.log_prob * valid
+            if att.entropy is not None:
+                entropy_sum = entropy_sum + att.entropy * valid
+        if sampling_prob > 0.0:
+            all_logits = torch.stack(logits, dim=1)
+        else:
+            all_logits = self._project(torch.stack(outputs, dim=1))  # (B, U+1, V)
         return SpellerOutput(
-            logits=torch.stack(logits, dim=1),  # (B, U+1, V)
+            logits=all_logits,
             weights=torch.stack(weights, dim=1),  # (B, U+1, T')
             log_prob_sum=log_prob_sum,
             entropy_sum=entropy_sum,

@@ -26,11 +26,16 @@ from asrkit.tokenizer import Tokenizer
 
 @dataclass(frozen=True)
 class Candidate:
-    """A kept checkpoint: its file name under checkpoints/ and its dev WER (lower is better)."""
+    """A kept checkpoint: its file name under checkpoints/ and its dev WER and CER."""
 
     name: str
     wer: float
     epoch: int
+    cer: float = 0.0  # breaks WER ties (early epochs are often all at 100% WER)
+
+    @property
+    def rank(self) -> tuple[float, float, int]:
+        return (self.wer, self.cer, -self.epoch)
 
 
 class CheckpointKeeper:
@@ -77,15 +82,16 @@ class CheckpointKeeper:
         """Write last.pt with the state needed to resume exactly."""
         self._save(self.last_path, self.model, train_state)
 
-    def add_epoch(self, epoch: int, wer: float, name: str | None = None) -> bool:
+    def add_epoch(self, epoch: int, wer: float, cer: float) -> bool:
         """Save the current weights as a candidate; returns True when it is among the best."""
-        name = name or f"epoch-{epoch}.pt"
-        ranked = sorted([*self.best, Candidate(name, wer, epoch)], key=lambda c: (c.wer, -c.epoch))
+        name = f"epoch-{epoch}.pt"
+        others = [c for c in self.best if c.name != name]
+        ranked = sorted([*others, Candidate(name, wer, epoch, cer)], key=lambda c: c.rank)
         keep = ranked[: self.keep_best]
         if all(c.name != name for c in keep):
             return False
         self._save(self.dir / name, self.model, None)
-        dropped = [c for c in self.best if c not in keep]
+        dropped = [c for c in others if c not in keep]
         self.best = keep
         for cand in dropped:  # only now: the new file is safely written
             if cand.name != name:
@@ -103,7 +109,7 @@ class CheckpointKeeper:
         return self.final_path
 
     def state_dict(self) -> list[dict[str, Any]]:
-        return [{"name": c.name, "wer": c.wer, "epoch": c.epoch} for c in self.best]
+        return [{"name": c.name, "wer": c.wer, "epoch": c.epoch, "cer": c.cer} for c in self.best]
 
     def load_state_dict(self, rows: list[dict[str, Any]]) -> None:
-        self.best = [Candidate(r["name"], float(r["wer"]), int(r["epoch"])) for r in rows]
+        self.best = [Candidate(r["name"], r["wer"], r["epoch"], r["cer"]) for r in rows]

@@ -140,13 +140,16 @@ def end_of_epoch(
     if ctx.info.is_main:
         result = _validate(ctx)
         scores = _plots(ctx, state, progress.epoch + 1)
-        improved = state.best_wer is None or result.wer < state.best_wer
+        # CER breaks WER ties: early epochs often all sit at 100% WER.
+        best = (state.best_wer, state.best_cer)
+        improved = state.best_wer is None or (result.wer, result.cer) < best
         if improved:
             state.best_wer, state.best_cer = result.wer, result.cer
-        keeper.add_epoch(progress.epoch + 1, result.wer)
+        keeper.add_epoch(progress.epoch + 1, result.wer, result.cer)
         row = _dev_row(progress, result, scores)
         append_metrics(ctx.exp_dir, row)
-        health.plot_curves(ctx.exp_dir / "plots" / "curves.png", _read_rows(ctx.exp_dir))
+        if _plot_now(ctx.cfg, progress.epoch + 1):
+            health.plot_curves(ctx.exp_dir / "plots" / "curves.png", _read_rows(ctx.exp_dir))
         _report(ctx, state, row, progress.step)
     return distributed.any_rank(improved, ctx.info, ctx.device)
 
@@ -187,6 +190,8 @@ def _plots(ctx: EpochContext, state: Any, epoch: int) -> dict[str, float]:
         tokens = example.tokens.tolist()
         weights = out.weights[i, : len(tokens) + 1, : int(enc_lengths[i])].cpu()  # (U+1, T')
         matrices.append(weights)
+        if not _plot_now(ctx.cfg, epoch):
+            continue
         labels = [tokenizer.pieces[t] for t in tokens] + ["<eos>"]
         health.plot_attention(
             plots / f"attention-{i + 1}.png",
@@ -198,8 +203,13 @@ def _plots(ctx: EpochContext, state: Any, epoch: int) -> dict[str, float]:
         )
     scores = health.mean_health(matrices)
     state.health.append({"epoch": epoch, **scores})
-    health.plot_health(plots / "health.png", matrices, state.health)
+    if _plot_now(ctx.cfg, epoch):
+        health.plot_health(plots / "health.png", matrices, state.health)
     return scores
+
+
+def _plot_now(cfg: ExperimentConfig, epoch: int) -> bool:
+    return cfg.train.plot_every > 0 and epoch % cfg.train.plot_every == 0
 
 
 def _dev_row(

@@ -30,12 +30,13 @@ import torch
 from asrkit.checkpoint import load_checkpoint
 from asrkit.cli.common import console, resolve_device
 from asrkit.config import ExperimentConfig, apply_overrides, save_yaml
-from asrkit.io import atomic_write_json, write_jsonl
+from asrkit.io import atomic_write_json, read_jsonl, write_jsonl
 from asrkit.model.las import LAS
 from asrkit.training import distributed
 from asrkit.training.checkpoints import CheckpointKeeper
 from asrkit.training.epoch import EpochContext, end_of_epoch, make_loader, run_epoch
 from asrkit.training.experiment import check_exp_dir, check_resumable, load_data
+from asrkit.training.health import plot_curves
 from asrkit.training.loop import Optimisation, Progress
 from asrkit.training.schedule import build_optimizer
 
@@ -213,6 +214,10 @@ def _finish(
     final = ctx.exp_dir / "final.pt"
     if ctx.info.is_main:
         final = keeper.finalize()
+        metrics = ctx.exp_dir / "metrics.jsonl"
+        rows = read_jsonl(metrics) if metrics.is_file() else []
+        if ctx.cfg.train.plot_every > 0 and rows:
+            plot_curves(ctx.exp_dir / "plots" / "curves.png", rows)
     speed = progress.audio_seconds / max(progress.train_seconds, 1e-9)
     result = TrainResult(
         exp_dir=ctx.exp_dir,

@@ -40,7 +40,7 @@ class AdditiveAttention(Attention):
         >>> att = AdditiveAttention(query_dim=4, memory_dim=6, dim=8)
         >>> mem = att.prepare(torch.randn(2, 5, 6), torch.tensor([5, 3]))
         >>> out = att.step(torch.randn(2, 4), mem, att.initial_state(mem), "train")
-        >>> out.context.shape, float(out.weights[1, 3:].abs().sum())
+        >>> out.context.shape, float(out.weights[1, 3:].detach().abs().sum())
         (torch.Size([2, 6]), 0.0)
     """
 

@@ -91,7 +91,7 @@ class StochasticHardAttention(AdditiveAttention):
         if mode != "train":
             one_hot = F.one_hot(probs.argmax(-1), probs.shape[1]).to(probs.dtype) * has_frame
             return AttentionOutput(weighted_context(one_hot, mem.values), one_hot, state)
-        gumbel = -torch.log(-torch.log(torch.rand_like(log_p).clamp(1e-20, 1.0)).clamp(min=1e-20))
+        gumbel = -torch.empty_like(log_p).exponential_().log()  # Gumbel(0, 1): -log Exp(1)
         sample = (log_p.detach() + gumbel).masked_fill(~mem.mask, float("-inf")).argmax(-1)
         one_hot = F.one_hot(sample, probs.shape[1]).to(probs.dtype) * has_frame
         use_expected = (torch.rand_like(probs[:, :1]) < self.expected_prob) | ~has_frame  # (B, 1)
@@ -105,7 +105,8 @@ class StochasticHardAttention(AdditiveAttention):
         """REINFORCE loss -mean(lambda_r (R - b) log p(s) + lambda_e H), then update b.
 
         The baseline used is the one from *before* this batch, so it is independent of the
-        current samples and the estimator stays unbiased; the first batch initialises it.
+        current samples and the estimator stays unbiased; the first batch initialises it. It is
+        only updated when autograd is enabled (training, not a no_grad dev-set evaluation).
 
         Args:
             log_prob_sum: (B,) sum over steps of `log_prob`.
@@ -120,6 +121,8 @@ class StochasticHardAttention(AdditiveAttention):
         loss = -(
             self.reinforce_weight * advantage * log_prob_sum + self.entropy_weight * entropy_sum
         ).mean()
+        if not torch.is_grad_enabled():
+            return loss  # a dev-set loss under no_grad must not move the training baseline
         with torch.no_grad():
             mean = reward.mean().to(self.baseline.dtype)
             decayed = self.baseline_decay * self.baseline + (1 - self.baseline_decay) * mean

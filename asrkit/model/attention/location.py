@@ -40,6 +40,7 @@ class LocationAttention(AdditiveAttention):
         scaling: softmax sharpening beta.
 
     Example:
+        >>> import torch
         >>> att = LocationAttention(query_dim=4, memory_dim=6, dim=8, channels=2, kernel=3)
         >>> mem = att.prepare(torch.randn(2, 5, 6), torch.tensor([5, 2]))
         >>> att.initial_state(mem)["prev"][1].tolist()

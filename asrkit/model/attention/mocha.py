@@ -70,7 +70,7 @@ class MoChAAttention(MonotonicAttention):
         >>> att = MoChAAttention(query_dim=4, memory_dim=6, dim=8, chunk=2)
         >>> mem = att.prepare(torch.randn(2, 7, 6), torch.tensor([7, 4]))
         >>> out = att.step(torch.randn(2, 4), mem, att.initial_state(mem), "train")
-        >>> float(out.weights[1, 4:].abs().sum())
+        >>> float(out.weights[1, 4:].detach().abs().sum())
         0.0
     """
 

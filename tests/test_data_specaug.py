@@ -1,0 +1,54 @@
+"""SpecAugment and speed perturbation: shapes, fill values, and reproducibility."""
+
+from __future__ import annotations
+
+import torch
+
+from asrkit.config import SpecAugmentConfig
+from asrkit.data.specaug import SpecAugment, speed_perturb, time_warp
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_masks_write_the_fill_value_and_keep_the_rest() -> None:
+    feats = torch.randn(300, 80) + 10
+    fill = torch.full((80,), -7.0)
+    out = SpecAugment(SpecAugmentConfig(freq_width=20, time_width=50), fill)(feats, _gen())
+    assert out.shape == feats.shape
+    changed = out != feats
+    assert changed.any()
+    assert torch.all(out[changed] == -7.0)
+    assert torch.equal(feats, feats.clone())  # input untouched
+
+
+def test_time_masks_never_exceed_the_ratio_of_the_utterance() -> None:
+    cfg = SpecAugmentConfig(freq_masks=0, time_masks=1, time_width=100, time_max_ratio=0.1)
+    aug = SpecAugment(cfg, torch.zeros(80))
+    for seed in range(20):
+        out = aug(torch.ones(50, 80), _gen(seed))
+        assert int((out == 0).all(dim=1).sum()) <= 5
+
+
+def test_same_generator_seed_same_augmentation() -> None:
+    feats = torch.randn(200, 80)
+    aug = SpecAugment(SpecAugmentConfig(time_warp=5), torch.zeros(80))
+    assert torch.equal(aug(feats, _gen(4)), aug(feats, _gen(4)))
+    assert not torch.equal(aug(feats, _gen(4)), aug(feats, _gen(5)))
+
+
+def test_time_warp_keeps_the_length_and_the_ends() -> None:
+    feats = torch.arange(100, dtype=torch.float32).unsqueeze(1).repeat(1, 4)  # a ramp in time
+    out = time_warp(feats, 8, _gen(1))
+    assert out.shape == feats.shape
+    assert torch.all(out[1:, 0] >= out[:-1, 0] - 1e-4)  # a warp of a ramp stays monotonic
+
+
+def test_speed_perturbation_changes_the_duration_by_the_factor() -> None:
+    wave = torch.randn(16000)
+    faster = speed_perturb(wave, 16000, (1.1,), _gen())
+    slower = speed_perturb(wave, 16000, (0.9,), _gen())
+    assert abs(faster.numel() - 16000 / 1.1) < 20
+    assert abs(slower.numel() - 16000 / 0.9) < 20
+    assert speed_perturb(wave, 16000, (), _gen()) is wave
