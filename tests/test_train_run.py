@@ -63,9 +63,9 @@ def test_training_drives_the_loss_down_and_writes_a_loadable_experiment(corpus, 
     dev = [r for r in rows if r["kind"] == "dev"]
     train_rows = [r for r in rows if r["kind"] == "train"]
     assert len(dev) == 12 and train_rows
-    # Measured: dev loss 3.0 -> ~0.9 and train loss ~0.8 after 12 epochs (72 steps).
-    assert dev[-1]["loss"] < 1.3 < dev[0]["loss"]
-    assert result.best_dev_cer is not None and result.best_dev_cer < 0.5
+    # Measured: dev loss 2.24 -> 1.08 and greedy dev CER 0.47 after 12 epochs (36 steps).
+    assert dev[-1]["loss"] < 1.4 < dev[0]["loss"]
+    assert dev[-1]["cer"] < 0.8 and result.best_dev_cer is not None
     for name in ("config.yaml", "tokenizer.json", "cmvn.json", "final.pt"):
         assert (exp / name).is_file(), name
     for name in ("curves.png", "health.png", "attention-1.png"):
@@ -99,27 +99,27 @@ def test_a_time_budget_stops_mid_epoch_and_resumes_exactly(corpus, tmp_path):
 def test_an_experiment_folder_with_a_run_is_refused(corpus, tmp_path):
     exp = tmp_path / "exp"
     _train(corpus, exp, ["train.max_epochs=1"])
-    with pytest.raises(UserError, match="finished run.*--resume.*--force"):
+    with pytest.raises(UserError, match=r"finished run.*--resume.*--force"):
         _train(corpus, exp, ["train.max_epochs=1"])
     result = _train(corpus, exp, ["train.max_epochs=1"], force=True)
     assert result.epochs == 1
-    with pytest.raises(UserError, match="another config.*speller.hidden"):
+    with pytest.raises(UserError, match=r"another config.*speller.hidden"):
         _train(corpus, exp, ["train.max_epochs=2", "speller.hidden=48"], resume=True)
-    with pytest.raises(UserError, match="nothing to resume"):
+    with pytest.raises(UserError, match=r"nothing to resume"):
         _train(corpus, tmp_path / "empty", [], resume=True)
 
 
 def test_bad_manifests_are_named(corpus, tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
-    with pytest.raises(UserError, match="empty.jsonl: manifest is empty"):
+    with pytest.raises(UserError, match=r"empty.jsonl: manifest is empty"):
         train(_cfg(), empty, corpus[1], tmp_path / "a")
-    with pytest.raises(UserError, match="missing.jsonl: file not found"):
+    with pytest.raises(UserError, match=r"missing.jsonl: file not found"):
         train(_cfg(), tmp_path / "missing.jsonl", corpus[1], tmp_path / "b")
     row = json.loads(corpus[0].read_text().splitlines()[0])
     no_audio = tmp_path / "noaudio.jsonl"
     no_audio.write_text(json.dumps({**row, "audio": ""}) + "\n")
-    with pytest.raises(UserError, match="noaudio.jsonl:1: .* has no audio path"):
+    with pytest.raises(UserError, match=r"noaudio.jsonl:1: .* has no audio path"):
         train(_cfg(), no_audio, corpus[1], tmp_path / "c")
 
 
@@ -132,7 +132,7 @@ def test_running_out_of_disk_keeps_the_previous_checkpoint(corpus, tmp_path, mon
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(keeper_module, "save_checkpoint", full_disk)
-    with pytest.raises(UserError, match="No space left on device.*previous checkpoint is kept"):
+    with pytest.raises(UserError, match=r"No space left on device.*previous checkpoint is kept"):
         _train(corpus, exp, ["train.max_epochs=2"], resume=True)
     assert (exp / "checkpoints" / "last.pt").read_bytes() == before
     assert not list((exp / "checkpoints").glob(".*.tmp"))

@@ -29,7 +29,7 @@ from asrkit.decoding.constraints import (
     length_limits,
     normalized,
 )
-from asrkit.decoding.ctc_prefix import CTCPrefixScorer, CTCPrefixState
+from asrkit.decoding.ctc_prefix import LOG_ZERO, CTCPrefixScorer, CTCPrefixState
 from asrkit.decoding.options import DecodeOptions, Hypothesis
 from asrkit.model.attention.base import reorder_state
 from asrkit.tokenizer import EOS_ID, Tokenizer
@@ -97,9 +97,14 @@ def beam_search(
         if ctc_lp is not None:
             scorer = CTCPrefixScorer(ctc_lp.index_select(0, rows), enc_lengths[rows])
         min_len, max_len = length_limits(enc_lengths[rows], opts)
-        first = torch.full((batch, k), NEG_INF, device=feats.device)
+        if scorer is not None:  # CTC emits at most one label per frame
+            max_len = max_len.minimum(enc_lengths[rows])
+            min_len = min_len.minimum(max_len)
+        # Scores in float64: over hundreds of steps float32 sums blur near-ties (eps 3e-5
+        # at -400), and which of two near-equal prefixes survives would depend on padding.
+        first = torch.full((batch, k), NEG_INF, dtype=torch.float64, device=feats.device)
         first[:, 0] = 0.0  # only one live beam at the start, so the K expansions differ
-        empty = torch.zeros(batch * k, 0, device=feats.device)
+        empty = torch.zeros(batch * k, 0, dtype=torch.float64, device=feats.device)
         beams = _Beams(
             items=list(range(batch)),
             scores=first.view(-1),
@@ -147,15 +152,18 @@ def _advance(
         parent (N,) row of each new row in the previous layout, and its new token (N,).
     """
     k, blocks = opts.beam, len(beams.items)
-    log_probs = torch.log_softmax(logits.float(), dim=-1)  # (N, V)
+    log_probs = torch.log_softmax(logits.double(), dim=-1)  # (N, V)
     allowed = constrain(log_probs, beams.history, beams.min_len, beams.max_len, opts)
     if scorer is not None and beams.ctc is not None:
         count = min(opts.candidates, allowed.shape[1])
         candidates = allowed.topk(count, dim=1).indices  # (N, C) pre-beam by attention
         att = allowed.gather(1, candidates)
         increments, r = scorer.score(beams.ctc, candidates)
+        increments = increments.double()
         w = opts.ctc_weight
-        joint = ((1 - w) * att + w * increments).masked_fill(att == NEG_INF, NEG_INF)
+        joint = (1 - w) * att + w * increments
+        # A prefix CTC cannot produce is dropped, not ranked by the float noise of -1e10.
+        joint = joint.masked_fill((att == NEG_INF) | (increments <= LOG_ZERO / 2), NEG_INF)
     else:
         candidates = None
         joint = allowed

@@ -68,7 +68,7 @@ def greedy_search(
         results: list[Hypothesis | None] = [None] * batch
         while items.numel() > 0:
             out = model.speller.step(prev, state, mem, "eval")
-            log_probs = torch.log_softmax(out.logits.float(), dim=-1)
+            log_probs = torch.log_softmax(out.logits.double(), dim=-1)  # as in beam search
             allowed = constrain(log_probs, history, min_len[items], max_len[items], opts)
             token = allowed.argmax(dim=1)  # (N,)
             token_lp = log_probs.gather(1, token.unsqueeze(1)).squeeze(1).tolist()

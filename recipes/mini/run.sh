@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Mini LibriSpeech on a CPU: train-clean-100 + most of dev-clean for training, dev-clean speakers
+# 2412 and 2078 held out. Usage (from the repo root):
+#   recipes/mini/run.sh --corpus ../shared/data --exp exp/mini_global --attention global --max-minutes 60
+set -euo pipefail
+corpus=../shared/data   # folder holding LibriSpeech/
+data=data/mini
+exp=exp/mini_global
+attention=global        # global, local or monotonic: picks recipes/mini/conf/$attention.yaml
+max_minutes=60
+jobs=2
+stage=0
+stop_stage=5
+. recipes/common/parse_options.sh
+
+if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
+  attnasr prepare librispeech "$corpus" --out "$data" --parts train-clean-100,dev-clean --jobs "$jobs"
+fi
+if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
+  python recipes/mini/local/make_split.py "$data" --dev-speakers 2412,2078
+fi
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+  attnasr prepare features "$data/mini_train.jsonl" --jobs "$jobs"
+  attnasr prepare features "$data/mini_dev.jsonl" --jobs "$jobs" --no-cmvn
+  attnasr prepare tokenizer --manifest "$data/mini_train.jsonl" --kind char
+fi
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+  attnasr train "recipes/mini/conf/$attention.yaml" --train "$data/mini_train.jsonl" \
+    --valid "$data/mini_dev.jsonl" --out "$exp" --max-minutes "$max_minutes"
+fi
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  attnasr evaluate --model "$exp" --manifest "$data/mini_dev.jsonl" --out "$exp/eval/dev"
+fi
+if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  python recipes/common/results_table.py --out recipes/mini/RESULTS.md "$(dirname "$exp")"
+fi

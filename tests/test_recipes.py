@@ -1,0 +1,81 @@
+"""Recipes: every config loads, small ones build a model, helper scripts and stage scripts work."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from asrkit.config import load_yaml, to_dict
+from asrkit.data.manifest import Utterance, read_manifest, write_manifest
+from asrkit.model.attention import resolve_kind
+from asrkit.model.las import LAS
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((REPO / "recipes").glob("**/conf/*.yaml"))
+
+
+def test_every_family_has_a_config_in_every_recipe() -> None:
+    names = {str(p.relative_to(REPO / "recipes")) for p in CONFIGS}
+    for family in ("global", "local", "monotonic"):
+        assert f"mini/conf/{family}.yaml" in names
+        assert f"digits/conf/{family}.yaml" in names
+        for hours in ("100h", "960h"):
+            assert f"librispeech/conf/{hours}_{family}.yaml" in names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(REPO / "recipes")))
+def test_config_loads_and_names_its_family(path: Path) -> None:
+    cfg = load_yaml(path)
+    resolve_kind(cfg.attention.kind)
+    family = path.stem.split("_")[-1]
+    assert cfg.attention.kind == family  # the file name says which family it trains
+    assert to_dict(cfg)  # round-trips to plain data
+
+
+@pytest.mark.parametrize("recipe", ["mini", "digits"])
+def test_cpu_recipe_configs_build_a_model(recipe: str) -> None:
+    for path in sorted((REPO / "recipes" / recipe / "conf").glob("*.yaml")):
+        model = LAS(load_yaml(path), vocab_size=32)
+        assert sum(p.numel() for p in model.parameters()) < 5_000_000, path
+
+
+def _utt(uid: str, speaker: str) -> Utterance:
+    return Utterance(uid, f"/x/{uid}.flac", 1.0, 16000, speaker, "A B")
+
+
+def test_mini_split_holds_out_the_dev_speakers(tmp_path: Path) -> None:
+    write_manifest(tmp_path / "train-clean-100.jsonl", [_utt("t1", "19"), _utt("t2", "26")])
+    dev = [_utt("d1", "2412"), _utt("d2", "2078"), _utt("d3", "1272")]
+    write_manifest(tmp_path / "dev-clean.jsonl", dev)
+    script = REPO / "recipes" / "mini" / "local" / "make_split.py"
+    subprocess.run([sys.executable, str(script), str(tmp_path)], check=True, capture_output=True)
+    train = {u.id for u in read_manifest(tmp_path / "mini_train.jsonl")}
+    held = {u.id for u in read_manifest(tmp_path / "mini_dev.jsonl")}
+    assert train == {"t1", "t2", "d3"} and held == {"d1", "d2"}
+
+
+def test_results_table_is_generated_from_reports(tmp_path: Path) -> None:
+    report_dir = tmp_path / "exp" / "digits_global" / "eval" / "test"
+    report_dir.mkdir(parents=True)
+    report = {"wer": 0.031, "cer": 0.012, "ser": 0.1, "num_utterances": 200, "num_words": 800}
+    (report_dir / "report.json").write_text(json.dumps({**report, "rtf": 0.05}))
+    out = tmp_path / "RESULTS.md"
+    script = REPO / "recipes" / "common" / "results_table.py"
+    cmd = [sys.executable, str(script), "--out", str(out), str(tmp_path / "exp")]
+    subprocess.run(cmd, check=True, capture_output=True)
+    assert (
+        "| digits_global | ? | test | 3.10 | 1.20 | 10.0 | 200 | 800 | ? | 0.050 |"
+        in out.read_text()
+    )
+
+
+def test_stage_scripts_reject_unknown_options() -> None:
+    for script in sorted((REPO / "recipes").glob("*/run.sh")):
+        done = subprocess.run(
+            ["bash", str(script), "--no-such-option", "1"], cwd=REPO, capture_output=True, text=True
+        )
+        assert done.returncode == 1 and "unknown option" in done.stderr, script
