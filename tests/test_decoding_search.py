@@ -35,6 +35,7 @@ def test_batched_beam_equals_unbatched(kind: str) -> None:
         assert hyp.tokens == alone.tokens
         assert hyp.score == pytest.approx(alone.score, abs=1e-4)
         assert torch.allclose(hyp.attention, alone.attention, atol=1e-5)
+        assert len(hyp.tokens) <= hyp.attention.shape[1]  # CTC: at most one label per frame
 
 
 @pytest.mark.parametrize("kind", ["location", "monotonic", "multihead"])
