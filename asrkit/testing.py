@@ -105,7 +105,9 @@ def dummy_batch(
     tokens_len = (frames // 8).clamp_min(1)
     feats = torch.randn(batch_size, int(frames.max()), n_mels, generator=gen) - 5.0
     feats = feats * (torch.arange(feats.shape[1]) < frames.unsqueeze(1)).unsqueeze(2)
-    tokens = torch.randint(len(SPECIALS), vocab_size, (batch_size, int(tokens_len.max())), generator=gen)
+    tokens = torch.randint(
+        len(SPECIALS), vocab_size, (batch_size, int(tokens_len.max())), generator=gen
+    )
     tokens = tokens * (torch.arange(tokens.shape[1]) < tokens_len.unsqueeze(1))
     return Batch(
         feats=feats,

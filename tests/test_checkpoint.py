@@ -62,7 +62,7 @@ def test_bad_files_are_user_errors(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_text("not a checkpoint")
-    with pytest.raises(UserError, match="junk.pt"):
+    with pytest.raises(UserError, match=r"junk\.pt"):
         load_checkpoint(tmp_path / "junk.pt")
     torch.save({"model": {}}, tmp_path / "other.pt")
     with pytest.raises(UserError, match="not an attnasr checkpoint"):

@@ -110,7 +110,7 @@ def test_listener_kinds_and_subsampling(overrides: dict[str, object], subsamplin
 
 
 def test_unknown_listener_kind_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="listener.kind"):
+    with pytest.raises(ConfigError, match=r"listener\.kind"):
         LAS(tiny_config("dot", listener__kind="gru"), 12)
 
 

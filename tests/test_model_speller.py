@@ -24,7 +24,7 @@ def encoded(kind: str, batch_size: int = 4) -> tuple[LAS, torch.Tensor, torch.Te
 @pytest.mark.parametrize("kind", KINDS)
 def test_speller_batched_equals_unbatched(kind: str) -> None:
     model, enc, enc_lens, batch = encoded(kind)
-    tokens_in, targets = decoder_io(batch.tokens, batch.token_lengths)
+    tokens_in, _ = decoder_io(batch.tokens, batch.token_lengths)
     att = model.speller.attention
     with torch.no_grad():
         full = model.speller(att.prepare(enc, enc_lens), tokens_in, "eval")

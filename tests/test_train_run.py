@@ -144,3 +144,22 @@ def test_first_ctrl_c_only_asks_to_stop_and_the_second_aborts():
         assert flag.is_set()
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_cli_names_a_mistyped_config_key(corpus, tmp_path):
+    from typer.testing import CliRunner
+
+    from asrkit.cli.main import app
+
+    config = tmp_path / "typo.yaml"
+    config.write_text("optim:\n  lerning_rate: 0.1\n")
+    args = ["train", str(config), "--train", str(corpus[0]), "--valid", str(corpus[1])]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "exp")])
+    assert result.exit_code == 1
+    assert "unknown config key 'optim.lerning_rate'" in result.output
+    assert not (tmp_path / "exp").exists()
+    config.write_text("optim:\n  lr: 0.1\n")
+    result = CliRunner().invoke(
+        app, [*args, "--out", str(tmp_path / "exp"), "--set", "train.epoch=3"]
+    )
+    assert result.exit_code == 1 and "did you mean 'max_epochs'" in result.output

@@ -18,7 +18,7 @@ def demo_command(
     ] = "location",
     minutes: Annotated[
         float | None,
-        typer.Option("--minutes", help="Training budget (default: asrkit/conf/demo.yaml)."),
+        typer.Option("--minutes", help="Cap on training time (default 4; at most 60 epochs)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the demo outputs in --out.")] = (
         False

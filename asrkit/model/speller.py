@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from asrkit.model.attention.base import Attention, AttendMemory, AttentionOutput, Mode, State
+from asrkit.model.attention.base import AttendMemory, Attention, AttentionOutput, Mode, State
 
 ATT_PREFIX = "att."
 
@@ -85,8 +85,7 @@ class Speller(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed_dim)
         self.cells = nn.ModuleList(
-            nn.LSTMCell(embed_dim + memory_dim if i == 0 else hidden, hidden)
-            for i in range(layers)
+            nn.LSTMCell(embed_dim + memory_dim if i == 0 else hidden, hidden) for i in range(layers)
         )
         self.attention = attention
         self.pre_output = nn.Linear(hidden + memory_dim, hidden)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,25 @@ from asrkit.data.dataset import SpeechDataset
 from asrkit.data.sampler import FrameBatchSampler
 from asrkit.decoding.greedy import greedy_search
 from asrkit.decoding.options import DecodeOptions
+from asrkit.io import read_jsonl
 from asrkit.model.las import LAS, Batch
 from asrkit.training import distributed, health
 from asrkit.training.checkpoints import CheckpointKeeper
+from asrkit.training.experiment import Data
 from asrkit.training.loop import EvalResult, Optimisation, evaluate, train_one_epoch
 from asrkit.training.loop import Progress as LoopProgress
 from asrkit.training.schedule import sampling_prob_at
+
+
+@dataclass
+class RunState:
+    """Run-level state saved in last.pt besides the loop counters (`loop.Progress`)."""
+
+    best_wer: float | None = None
+    best_cer: float | None = None
+    bad_epochs: int = 0  # epochs without dev WER improvement (early stopping)
+    warned_alignment: bool = False
+    health: list[dict[str, float]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -38,7 +51,7 @@ class EpochContext:
     model: LAS  # the bare model (evaluation, checkpoints)
     wrapped: nn.Module  # the model the optimizer steps through (DDP-wrapped when distributed)
     opt: Optimisation
-    data: Any  # experiment.Data
+    data: Data
     train_loader: torch.utils.data.DataLoader
     sampler: FrameBatchSampler
     dev_loader: torch.utils.data.DataLoader
@@ -133,7 +146,7 @@ def _train_row(progress: LoopProgress, stats: dict[str, float], speed: float) ->
 
 
 def end_of_epoch(
-    ctx: EpochContext, keeper: CheckpointKeeper, progress: LoopProgress, state: Any
+    ctx: EpochContext, keeper: CheckpointKeeper, progress: LoopProgress, state: RunState
 ) -> bool:
     """Validate, plot, log and keep checkpoints (rank 0); True if the dev WER improved."""
     improved = False
@@ -149,7 +162,8 @@ def end_of_epoch(
         row = _dev_row(progress, result, scores)
         append_metrics(ctx.exp_dir, row)
         if _plot_now(ctx.cfg, progress.epoch + 1):
-            health.plot_curves(ctx.exp_dir / "plots" / "curves.png", _read_rows(ctx.exp_dir))
+            rows = read_jsonl(ctx.exp_dir / "metrics.jsonl")
+            health.plot_curves(ctx.exp_dir / "plots" / "curves.png", rows)
         _report(ctx, state, row, progress.step)
     return distributed.any_rank(improved, ctx.info, ctx.device)
 
@@ -174,7 +188,7 @@ def _validate(ctx: EpochContext) -> EvalResult:
         )
 
 
-def _plots(ctx: EpochContext, state: Any, epoch: int) -> dict[str, float]:
+def _plots(ctx: EpochContext, state: RunState, epoch: int) -> dict[str, float]:
     """Attention plots of the first dev utterances and the health figure; returns the scores."""
     count = min(ctx.cfg.train.plot_utterances, len(ctx.data.dev))
     if count == 0:
@@ -232,7 +246,7 @@ def _dev_row(
     }
 
 
-def _report(ctx: EpochContext, state: Any, row: dict[str, Any], step: int) -> None:
+def _report(ctx: EpochContext, state: RunState, row: dict[str, Any], step: int) -> None:
     console.print(
         f"epoch {row['epoch']}: dev loss {row['loss']:.3f} acc {100 * row['acc']:.1f}% "
         f"CER {100 * row['cer']:.1f}% WER {100 * row['wer']:.1f}% | diagonality "
@@ -247,8 +261,3 @@ def _report(ctx: EpochContext, state: Any, row: dict[str, Any], step: int) -> No
         state.warned_alignment = True
         advice = health.not_aligned_advice(row, step, ctx.cfg.attention.kind)
         console.print(f"[bold yellow]warning:[/] {advice}", highlight=False)
-
-
-def _read_rows(exp_dir: Path) -> list[dict[str, Any]]:
-    path = Path(exp_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

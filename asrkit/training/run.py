@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,16 @@ from asrkit.cli.common import console, resolve_device
 from asrkit.config import ExperimentConfig, apply_overrides, save_yaml
 from asrkit.io import atomic_write_json, read_jsonl, write_jsonl
 from asrkit.model.las import LAS
+from asrkit.tokenizer import tokenizer_from_dict
 from asrkit.training import distributed
 from asrkit.training.checkpoints import CheckpointKeeper
-from asrkit.training.epoch import EpochContext, end_of_epoch, make_loader, run_epoch
+from asrkit.training.epoch import (
+    EpochContext,
+    RunState,
+    end_of_epoch,
+    make_loader,
+    run_epoch,
+)
 from asrkit.training.experiment import check_exp_dir, check_resumable, load_data
 from asrkit.training.health import plot_curves
 from asrkit.training.loop import Optimisation, Progress
@@ -65,17 +72,6 @@ class TrainResult:
     stop_reason: str
 
 
-@dataclass
-class RunState:
-    """Run-level state saved in last.pt besides the loop counters."""
-
-    best_wer: float | None = None
-    best_cer: float | None = None
-    bad_epochs: int = 0  # epochs without dev WER improvement (early stopping)
-    warned_alignment: bool = False
-    health: list[dict[str, float]] = field(default_factory=list)
-
-
 def train(
     cfg: ExperimentConfig,
     train_manifest: Path,
@@ -103,6 +99,7 @@ def train(
     cfg = apply_overrides(cfg, list(overrides))
     exp_dir = Path(exp_dir)
     info = distributed.from_env()
+    console.quiet = not info.is_main  # one voice per job: rank 0 reports for everyone
     device = distributed.setup(info, resolve_device(device))
     try:
         return _train(
@@ -127,8 +124,6 @@ def _train(
     saved = load_checkpoint(exp_dir / "checkpoints" / "last.pt") if resume else None
     if saved is not None:
         check_resumable(saved["config"], cfg, exp_dir / "checkpoints" / "last.pt")
-    from asrkit.tokenizer import tokenizer_from_dict
-
     tokenizer = tokenizer_from_dict(saved["tokenizer"]) if saved else None
     data = load_data(cfg, train_manifest, valid_manifest, tokenizer)
     if info.is_main and not resume:
@@ -141,19 +136,7 @@ def _train(
     model.set_cmvn(torch.tensor(data.cmvn.mean), torch.tensor(data.cmvn.std))
     model.to(device)
     train_loader, sampler = make_loader(data.train, cfg, info, shuffle=True)
-    steps_per_epoch = -(-len(sampler.batches) // (info.world_size * cfg.optim.accum_steps))
-    optimizer, scheduler = build_optimizer(
-        list(model.parameters()), cfg.optim, steps_per_epoch * cfg.train.max_epochs
-    )
-    opt = Optimisation(
-        optimizer=optimizer,
-        scheduler=scheduler,
-        scaler=torch.amp.GradScaler("cuda") if _precision(cfg, device) == torch.float16 else None,
-        autocast_dtype=_precision(cfg, device),
-        grad_clip=cfg.optim.grad_clip,
-        accum_steps=cfg.optim.accum_steps,
-        frame_shift=cfg.features.hop_ms / 1000,
-    )
+    opt = _optimisation(cfg, model, len(sampler.batches), info, device)
     keeper = CheckpointKeeper(exp_dir, model, cfg, data.tokenizer, cfg.train.keep_best)
     progress, state = Progress(), RunState()
     if saved is not None:
@@ -281,6 +264,27 @@ def _restore(
     if opt.scaler and saved["scaler"]:
         opt.scaler.load_state_dict(saved["scaler"])
     _set_rng_state(saved["rng"])
+
+
+def _optimisation(
+    cfg: ExperimentConfig, model: LAS, batches: int, info: distributed.DistInfo, device: str
+) -> Optimisation:
+    """Optimizer, schedule (sized for `max_epochs` of `batches` batches) and precision."""
+    steps_per_epoch = -(-batches // (info.world_size * cfg.optim.accum_steps))
+    optimizer, scheduler = build_optimizer(
+        list(model.parameters()), cfg.optim, steps_per_epoch * cfg.train.max_epochs
+    )
+    dtype = _precision(cfg, device)
+    return Optimisation(
+        optimizer=optimizer,
+        scheduler=scheduler,
+        # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
+        scaler=torch.amp.GradScaler("cuda") if dtype == torch.float16 else None,
+        autocast_dtype=dtype,
+        grad_clip=cfg.optim.grad_clip,
+        accum_steps=cfg.optim.accum_steps,
+        frame_shift=cfg.features.hop_ms / 1000,
+    )
 
 
 def _precision(cfg: ExperimentConfig, device: str) -> torch.dtype | None:

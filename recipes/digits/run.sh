@@ -18,7 +18,7 @@ fi
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   attnasr prepare features "$data/train.jsonl"
   attnasr prepare features "$data/test.jsonl" --no-cmvn
-  attnasr prepare tokenizer --manifest "$data/train.jsonl" --kind char
+  attnasr prepare tokenizer --manifest "$data/train.jsonl" --kind bpe --vocab-size 56
 fi
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   for attention in $attentions; do
