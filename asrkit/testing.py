@@ -63,21 +63,21 @@ def _override(cfg: ExperimentConfig, key: str, value: Any) -> ExperimentConfig:
     if "__" in key:
         section, name = key.split("__", 1)
     else:
-        owners = [s for s, sub in sections.items() if name_in(sub, key)]
+        owners = [s for s, sub in sections.items() if _has_field(sub, key)]
         # A bare name means the model's option first (ctc_weight: model, not decode).
         model_owners = [s for s in owners if s in MODEL_SECTIONS]
         owners = model_owners or owners
         if len(owners) != 1:
             raise TypeError(f"tiny_config: '{key}' is ambiguous or unknown; use section__{key}")
         section, name = owners[0], key
-    if section not in sections or not name_in(sections[section], name):
+    if section not in sections or not _has_field(sections[section], name):
         raise TypeError(f"tiny_config: unknown option '{key}'")
     return dataclasses.replace(
         cfg, **{section: dataclasses.replace(sections[section], **{name: value})}
     )
 
 
-def name_in(section: Any, name: str) -> bool:
+def _has_field(section: Any, name: str) -> bool:
     return is_dataclass(section) and name in {f.name for f in fields(section)}
 
 

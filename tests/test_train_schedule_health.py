@@ -1,0 +1,78 @@
+"""Learning-rate and sampling schedules; attention-health scores and the checkpoint keeper."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+import torch
+
+from asrkit.config import OptimConfig, TrainConfig
+from asrkit.io import UserError
+from asrkit.testing import tiny_config, tiny_model
+from asrkit.tokenizer import CharTokenizer
+from asrkit.training.checkpoints import CheckpointKeeper
+from asrkit.training.health import alignment_health, is_aligned
+from asrkit.training.schedule import build_optimizer, lr_at, sampling_prob_at
+
+
+@pytest.mark.parametrize("decay", ["noam", "cosine", "constant"])
+def test_lr_warms_up_to_the_peak_and_never_exceeds_it(decay: str) -> None:
+    cfg = OptimConfig(lr=1e-3, warmup_steps=100, decay=decay, min_lr=1e-5)
+    rates = [lr_at(step, cfg, total_steps=1000) for step in range(1000)]
+    assert rates[99] == pytest.approx(1e-3)
+    assert all(a < b for a, b in itertools.pairwise(rates[:100]))
+    assert max(rates) <= 1e-3 + 1e-12 and min(rates[100:]) >= 1e-5 - 1e-12
+
+
+def test_optimizer_follows_the_schedule_and_rejects_unknown_names() -> None:
+    model = torch.nn.Linear(2, 2)
+    cfg = OptimConfig(lr=1e-2, warmup_steps=4, decay="noam")
+    optimizer, scheduler = build_optimizer(list(model.parameters()), cfg, 100)
+    seen = []
+    for _ in range(6):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert seen == pytest.approx([lr_at(s, cfg) for s in range(6)])
+    with pytest.raises(UserError, match=r"optim\.decay"):
+        build_optimizer(list(model.parameters()), OptimConfig(decay="linear"), 10)
+    with pytest.raises(UserError, match=r"optim\.optimizer"):
+        build_optimizer(list(model.parameters()), OptimConfig(optimizer="sgd"), 10)
+
+
+def test_scheduled_sampling_ramps_after_its_warm_up() -> None:
+    cfg = TrainConfig(sampling_prob=0.4, sampling_warmup_epochs=2)
+    assert [sampling_prob_at(e, cfg) for e in range(6)] == pytest.approx([0, 0, 0.2, 0.4, 0.4, 0.4])
+    assert sampling_prob_at(10, TrainConfig()) == 0.0
+
+
+def test_health_scores_tell_diagonal_from_stuck_and_uniform_attention() -> None:
+    diagonal = torch.eye(10).repeat_interleave(3, dim=1)  # (10, 30): token i -> frames 3i..3i+2
+    diagonal = diagonal / diagonal.sum(1, keepdim=True)
+    good = alignment_health(diagonal)
+    assert good["diagonality"] > 0.99 and good["monotonicity"] == 1.0 and is_aligned(good)
+    stuck = torch.zeros(10, 30)
+    stuck[:, 4] = 1.0
+    assert alignment_health(stuck)["diagonality"] == 0.0 and not is_aligned(alignment_health(stuck))
+    uniform = alignment_health(torch.full((10, 30), 1 / 30))
+    assert uniform["focus"] == pytest.approx(1 / 30) and not is_aligned(uniform)
+    backwards = alignment_health(diagonal.flip(0))
+    assert backwards["diagonality"] < -0.99 and backwards["monotonicity"] < 0.2
+
+
+def test_keeper_keeps_the_best_k_and_averages_them(tmp_path: Path) -> None:
+    model = tiny_model("dot", vocab_size=12)
+    tok = CharTokenizer(["<blank>", "<eos>", "<unk>", *"ABCDEFGHI"])
+    keeper = CheckpointKeeper(tmp_path, model, tiny_config("dot"), tok, keep_best=2)
+    for epoch, wer in [(1, 0.9), (2, 0.5), (3, 0.7), (4, 0.95)]:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(float(epoch))
+        keeper.add_epoch(epoch, wer, cer=wer / 2)
+    kept = sorted(p.name for p in (tmp_path / "checkpoints").glob("epoch-*.pt"))
+    assert kept == ["epoch-2.pt", "epoch-3.pt"]
+    final = torch.load(keeper.finalize(), weights_only=False)["model"]
+    name = next(n for n, _ in model.named_parameters())
+    assert torch.allclose(final[name], torch.full_like(final[name], 2.5))  # mean of epochs 2, 3
