@@ -92,6 +92,8 @@ def test_a_time_budget_stops_mid_epoch_and_resumes_exactly(corpus, tmp_path):
     stopped = _train(corpus, tmp_path / "split", ["train.max_epochs=2", "train.max_minutes=1e-9"])
     assert stopped.stop_reason == "budget" and stopped.steps == 1  # after the first step
     assert (tmp_path / "split" / "final.pt").is_file()  # a usable model all the same
+    rows = [json.loads(r) for r in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["partial"] for r in rows if r["kind"] == "dev"] == [True]  # validated at the stop
     _train(corpus, tmp_path / "split", ["train.max_epochs=2"], resume=True)
     _assert_same(_weights(tmp_path / "straight"), _weights(tmp_path / "split"))
 
@@ -163,3 +165,31 @@ def test_cli_names_a_mistyped_config_key(corpus, tmp_path):
         app, [*args, "--out", str(tmp_path / "exp"), "--set", "train.epoch=3"]
     )
     assert result.exit_code == 1 and "did you mean 'max_epochs'" in result.output
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_130(corpus, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from asrkit.config import to_dict
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(to_dict(_cfg())))
+    exp = tmp_path / "exp"
+    sets = [x for o in [*FAST, "train.log_every=1", "train.max_epochs=500"] for x in ("--set", o)]
+    cmd = [sys.executable, "-m", "asrkit.cli.main", "train", str(config), "--train", str(corpus[0])]
+    cmd += ["--valid", str(corpus[1]), "--out", str(exp), "--device", "cpu", *sets]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (exp / "metrics.jsonl").is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "--resume" in err
+    saved = load_checkpoint(exp / "checkpoints" / "last.pt")["train_state"]
+    assert saved["progress"]["step"] >= 1

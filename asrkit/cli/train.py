@@ -60,6 +60,8 @@ def train_command(
     )
     wer = "n/a" if result.best_dev_wer is None else f"{100 * result.best_dev_wer:.2f}%"
     console.print(f"best dev WER {wer}; model: {result.final_checkpoint}", highlight=False)
+    if result.stop_reason == "interrupted":
+        raise typer.Exit(130)  # saved and resumable, but a stage script must not go on
 
 
 def register(app: typer.Typer) -> None:

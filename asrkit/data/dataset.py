@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from asrkit.config import FeaturesConfig, SpecAugmentConfig
+from asrkit.data.feature_store import FeatureStore
 from asrkit.data.manifest import Utterance, read_manifest
 from asrkit.data.specaug import SpecAugment, speed_perturb
 from asrkit.features import Fbank, load_audio
@@ -56,10 +57,10 @@ def read_split(manifest: Path, max_seconds: float = 0.0) -> Split:
     return Split(kept, len(utts) - len(kept))
 
 
-def open_store(manifest: Path, features: FeaturesConfig, utts: list[Utterance]) -> object | None:
+def open_store(
+    manifest: Path, features: FeaturesConfig, utts: list[Utterance]
+) -> FeatureStore | None:
     """The prepared feature store of `manifest` if it exists, matches and covers every utt."""
-    from asrkit.data.feature_store import FeatureStore
-
     store = FeatureStore.open(manifest, features)
     if store is None or not all(u.id in store for u in utts):
         return None
@@ -84,7 +85,7 @@ class SpeechDataset(torch.utils.data.Dataset):
         utts: list[Utterance],
         tokenizer: Tokenizer,
         features: FeaturesConfig,
-        store: object | None = None,
+        store: FeatureStore | None = None,
         specaug: SpecAugmentConfig | None = None,
         cmvn_mean: Tensor | None = None,
         seed: int = 0,
@@ -124,7 +125,7 @@ class SpeechDataset(torch.utils.data.Dataset):
             (self.seed * 1_000_003 + self.epoch) * 10_000_019 + index
         )
         if self.store is not None:
-            feats = self.store.get(utt.id).float()  # type: ignore[attr-defined]
+            feats = self.store.get(utt.id).float()
         else:
             feats = self._compute(utt, generator)
         if self.augment is not None:

@@ -3,6 +3,7 @@
 Files, all written atomically by `asrkit.checkpoint.save_checkpoint`:
     EXP/checkpoints/last.pt       model + `train_state` (optimizer, RNG, counters): resume point
     EXP/checkpoints/epoch-<n>.pt  model only, kept while among the best `keep_best` by dev WER
+                                  (`epoch-<n>-partial.pt`: an epoch cut short by the time budget)
     EXP/final.pt                  the average of the kept epoch checkpoints (what `--model` loads)
 
 A checkpoint leaves the best list only after its replacement is safely on disk, so running out
@@ -82,9 +83,9 @@ class CheckpointKeeper:
         """Write last.pt with the state needed to resume exactly."""
         self._save(self.last_path, self.model, train_state)
 
-    def add_epoch(self, epoch: int, wer: float, cer: float) -> bool:
+    def add_epoch(self, epoch: int, wer: float, cer: float, partial: bool = False) -> bool:
         """Save the current weights as a candidate; returns True when it is among the best."""
-        name = f"epoch-{epoch}.pt"
+        name = f"epoch-{epoch}-partial.pt" if partial else f"epoch-{epoch}.pt"
         others = [c for c in self.best if c.name != name]
         ranked = sorted([*others, Candidate(name, wer, epoch, cer)], key=lambda c: c.rank)
         keep = ranked[: self.keep_best]

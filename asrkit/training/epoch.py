@@ -146,9 +146,17 @@ def _train_row(progress: LoopProgress, stats: dict[str, float], speed: float) ->
 
 
 def end_of_epoch(
-    ctx: EpochContext, keeper: CheckpointKeeper, progress: LoopProgress, state: RunState
+    ctx: EpochContext,
+    keeper: CheckpointKeeper,
+    progress: LoopProgress,
+    state: RunState,
+    partial: bool = False,
 ) -> bool:
-    """Validate, plot, log and keep checkpoints (rank 0); True if the dev WER improved."""
+    """Validate, plot, log and keep checkpoints (rank 0); True if the dev WER improved.
+
+    `partial`: the epoch was cut short by the time budget; its checkpoint is named
+    `epoch-<n>-partial.pt` so the completed epoch of a resumed run does not replace it.
+    """
     improved = False
     if ctx.info.is_main:
         result = _validate(ctx)
@@ -158,8 +166,8 @@ def end_of_epoch(
         improved = state.best_wer is None or (result.wer, result.cer) < best
         if improved:
             state.best_wer, state.best_cer = result.wer, result.cer
-        keeper.add_epoch(progress.epoch + 1, result.wer, result.cer)
-        row = _dev_row(progress, result, scores)
+        keeper.add_epoch(progress.epoch + 1, result.wer, result.cer, partial)
+        row = {**_dev_row(progress, result, scores), "partial": partial}
         append_metrics(ctx.exp_dir, row)
         if _plot_now(ctx.cfg, progress.epoch + 1):
             rows = read_jsonl(ctx.exp_dir / "metrics.jsonl")
@@ -193,7 +201,7 @@ def _plots(ctx: EpochContext, state: RunState, epoch: int) -> dict[str, float]:
     count = min(ctx.cfg.train.plot_utterances, len(ctx.data.dev))
     if count == 0:
         return {"diagonality": 0.0, "monotonicity": 0.0, "focus": 0.0}
-    examples = [ctx.data.dev[i] for i in range(max(count, 1))]
+    examples = [ctx.data.dev[i] for i in range(count)]
     batch = collate(examples).to(ctx.device)
     out = ctx.model.teacher_forced(batch)
     with torch.no_grad():

@@ -148,3 +148,19 @@ def load_data(
     )
     dev_set = SpeechDataset(dev_split.utterances, tokenizer, cfg.features, dev_store)
     return Data(tokenizer, cmvn, train_set, dev_set)
+
+
+def warn_if_too_short_for_ctc(cfg: ExperimentConfig, data: Data, subsampling: int) -> None:
+    """CTC needs at least one encoder frame per token; name the problem before training."""
+    if cfg.model.ctc_weight <= 0:
+        return
+    frames, tokens = data.train.frames, data.train.tokens
+    short = sum(-(-f // subsampling) < len(t) for f, t in zip(frames, tokens, strict=True))
+    if short > 0.05 * len(frames):
+        console.print(
+            f"[bold yellow]warning:[/] {short} of {len(frames)} training utterances have fewer "
+            f"encoder frames ({subsampling}x subsampling) than tokens, so their CTC loss is "
+            "dropped; use less subsampling (listener.layers, listener.conv_subsample) or "
+            "larger units (a BPE tokenizer)",
+            highlight=False,
+        )

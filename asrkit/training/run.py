@@ -42,7 +42,12 @@ from asrkit.training.epoch import (
     make_loader,
     run_epoch,
 )
-from asrkit.training.experiment import check_exp_dir, check_resumable, load_data
+from asrkit.training.experiment import (
+    check_exp_dir,
+    check_resumable,
+    load_data,
+    warn_if_too_short_for_ctc,
+)
 from asrkit.training.health import plot_curves
 from asrkit.training.loop import Optimisation, Progress
 from asrkit.training.schedule import build_optimizer
@@ -134,6 +139,7 @@ def _train(
     _seed_everything(cfg.train.seed)
     model = LAS(cfg, data.tokenizer.vocab_size)
     model.set_cmvn(torch.tensor(data.cmvn.mean), torch.tensor(data.cmvn.std))
+    warn_if_too_short_for_ctc(cfg, data, model.subsampling)
     model.to(device)
     train_loader, sampler = make_loader(data.train, cfg, info, shuffle=True)
     opt = _optimisation(cfg, model, len(sampler.batches), info, device)
@@ -176,6 +182,11 @@ def _epochs(
 
         while progress.epoch < ctx.cfg.train.max_epochs:
             if not run_epoch(ctx, progress, should_stop):
+                if not interrupted.is_set():
+                    # Budget spent mid-epoch: the weights so far also compete for final.pt.
+                    # fork_rng: validation must not move the RNG that resume restores.
+                    with torch.random.fork_rng():
+                        end_of_epoch(ctx, keeper, progress, state, partial=True)
                 _save_last(ctx, keeper, progress, state)  # mid-epoch: resume skips done batches
                 return "interrupted" if interrupted.is_set() else "budget"
             improved = end_of_epoch(ctx, keeper, progress, state)
