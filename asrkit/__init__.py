@@ -1,3 +1,106 @@
-"""asrkit: the library behind the `attnasr` command."""
+"""asrkit: the library behind the `attnasr` command.
+
+The public API is three functions; everything else is importable from its module.
+
+Example:
+    >>> import asrkit
+    >>> model = asrkit.load_model("exp/mini_global")  # doctest: +SKIP
+    >>> for t in asrkit.transcribe(model, ["a.flac", "b.wav"], beam=8):  # doctest: +SKIP
+    ...     print(t.id, t.text, [(w.word, w.start) for w in t.words])
+    >>> report = asrkit.evaluate(model, "data/dev.jsonl", "exp/mini_global/eval")  # doctest: +SKIP
+    >>> report.summary()["wer"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from asrkit.checkpoint import LoadedModel
+    from asrkit.decoding import Transcript
+    from asrkit.scoring.report import ScoreReport
+
+
+def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
+    """Load a trained model from an experiment folder or a checkpoint file.
+
+    Args:
+        path: `attnasr train`'s EXP_DIR (reads `final.pt`, else `checkpoints/last.pt`) or a `.pt`.
+        device: "cpu", "cuda" or "auto".
+
+    Returns:
+        The model (eval mode), its resolved config and its tokenizer.
+    """
+    from asrkit.checkpoint import load_model as _load
+    from asrkit.cli.common import resolve_device
+
+    return _load(Path(path), resolve_device(device))
+
+
+def transcribe(
+    model: LoadedModel | str | Path,
+    audio: Sequence[str | Path],
+    beam: int | None = None,
+    ctc_weight: float | None = None,
+    batch_size: int | None = None,
+    progress: bool = False,
+) -> list[Transcript]:
+    """Transcribe audio files (any libsndfile format, rate and channel count; long files are
+    cut at quiet points and stitched).
+
+    Args:
+        model: a `load_model` result, or a path to load.
+        audio: audio file paths.
+        beam: beam size (1 = greedy); None keeps the experiment's decode config.
+        ctc_weight: joint CTC prefix-scoring weight; None keeps the config.
+        batch_size: files decoded together.
+        progress: show a progress bar on stderr.
+
+    Returns:
+        One `Transcript` (id, text, word timings, hypothesis with its attention) per file.
+    """
+    from asrkit.decoding import DecodeOptions, transcribe_files
+
+    loaded = model if not isinstance(model, str | Path) else load_model(model)
+    opts = DecodeOptions.from_config(
+        loaded.config.decode, beam=beam, ctc_weight=ctc_weight, batch_size=batch_size
+    )
+    transcripts, _ = transcribe_files(loaded, [Path(a) for a in audio], opts, progress=progress)
+    return transcripts
+
+
+def evaluate(
+    model: str | Path,
+    manifest: str | Path,
+    out_dir: str | Path,
+    beam: int | None = None,
+    force: bool = False,
+) -> ScoreReport:
+    """Decode a manifest with a trained model and write the WER report to `out_dir`.
+
+    Args:
+        model: EXP_DIR or checkpoint path.
+        manifest: JSON-lines manifest with reference texts.
+        out_dir: receives report.json, report.md, ref.trn, hyp.trn, utterances.jsonl, plots/.
+        beam: beam size; None keeps the experiment's decode config.
+        force: overwrite earlier results in `out_dir`.
+
+    Returns:
+        The report; `report.summary()` is the content of report.json.
+    """
+    from asrkit.evaluation import ModelOptions, ScoringOptions, evaluate_model
+
+    return evaluate_model(
+        Path(model),
+        Path(manifest),
+        Path(out_dir),
+        ScoringOptions(force=force),
+        ModelOptions(beam=beam, progress=False),
+    )
+
+
+__all__ = ["__version__", "evaluate", "load_model", "transcribe"]

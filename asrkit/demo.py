@@ -222,7 +222,7 @@ def run_demo(
         UserError: `out_dir` exists without `force`, is not writable, or the corpus is missing.
         KeyboardInterrupt: Ctrl-C during training, after the trainer saved its progress.
     """
-    from asrkit.evaluate import ModelOptions, ScoringOptions, evaluate_model
+    from asrkit.evaluation import ModelOptions, ScoringOptions, evaluate_model
     from asrkit.training.run import train
 
     started = time.perf_counter()

@@ -60,7 +60,7 @@ def evaluate_command(
     ] = False,
 ) -> None:
     """Decode and score a test set (WER, CER, SER, CIs, breakdowns), or score given files."""
-    from asrkit.evaluate import ModelOptions, ScoringOptions, evaluate_files, evaluate_model
+    from asrkit.evaluation import ModelOptions, ScoringOptions, evaluate_files, evaluate_model
 
     opts = ScoringOptions(normalizer.value, bootstrap, seed, worst, compare, force)
     if model is not None and manifest is not None and ref is None and hyp is None:
