@@ -150,7 +150,8 @@ def load_tokenizer(path: Path) -> Tokenizer:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError as exc:
-        raise UserError(f"{path}: tokenizer file not found (run 'attnasr prepare tokenizer')") from exc
+        hint = "run 'attnasr prepare tokenizer'"
+        raise UserError(f"{path}: tokenizer file not found ({hint})") from exc
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: not a tokenizer file ({exc.msg})") from exc
     return tokenizer_from_dict(data)

@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from decoding_support import tiny_loaded, write_tone
 
 import asrkit
 from asrkit.checkpoint import save_checkpoint
 from asrkit.data.manifest import Utterance, write_manifest
 from asrkit.io import UserError
-from decoding_support import tiny_loaded, write_tone
 
 
 @pytest.fixture()
