@@ -31,7 +31,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from asrkit.checkpoint import LoadedModel, load_model
 from asrkit.config import load_yaml
-from asrkit.data.manifest import Utterance
+from asrkit.data.manifest import Utterance, read_manifest
 from asrkit.decoding import DecodeOptions, beam_search, decode_utterances
 from asrkit.features import Fbank, load_audio
 from asrkit.model.las import LAS
@@ -41,8 +41,14 @@ DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "LibriSpeech" / 
 
 
 def dev_utterances(folder: Path, limit: int) -> list[Utterance]:
-    """The first `limit` dev-clean files (sorted by name), with their durations."""
+    """The first `limit` dev-clean files (sorted by name), with their durations.
+
+    `folder` may also be a manifest (.jsonl), e.g. the demo's test set for a trained model.
+    """
     import soundfile as sf
+
+    if folder.suffix == ".jsonl":
+        return read_manifest(folder)[:limit]
 
     utts = []
     for path in sorted(folder.rglob("*.mp3"))[:limit]:
@@ -94,7 +100,7 @@ def main() -> None:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--model", help="experiment folder or .pt checkpoint")
     group.add_argument("--config", help="YAML config of an untrained model (upper bound)")
-    parser.add_argument("--data", type=Path, default=DEV)
+    parser.add_argument("--data", type=Path, default=DEV, help="audio folder or .jsonl manifest")
     parser.add_argument("--limit", type=int, default=64, help="dev utterances")
     parser.add_argument("--beam", type=int, default=8)
     parser.add_argument("--ctc-weight", type=float, default=0.3)

@@ -26,14 +26,19 @@ LR = 3e-3
 # Measured after 80 steps (label smoothing off, seed 0), CE / eval-mode teacher-forced accuracy:
 #   soft kinds (additive, dot, general, local-m, local-p, location, multihead): CE 0.12-0.32,
 #     accuracy 0.98-1.00;
-#   monotonic, mocha: CE 0.22, training-mode accuracy 1.00, but hard eval-mode inference only
-#     0.52-0.60 (still 0.51-0.53 after 160 steps: the soft expected alignment of training has
-#     not become discrete yet);
+#   monotonic, mocha: CE 0.22, training-mode accuracy 0.99, hard eval-mode accuracy 0.51-0.59
+#     (0.51-0.53 after 160-240 steps). Not a train/eval inconsistency (the saturated soft and
+#     hard passes agree step by step, tests/test_attention_monotonic_speller.py) but the soft/hard
+#     gap at its extreme: |e - r| <= g sqrt(d_a), with g = 1/sqrt(d_a) at init and r = -4, and
+#     Adam moves g only to 0.15-0.18 in 80-240 steps, so every energy stays below -2.7, the scan
+#     runs off the end at step 1 and eval decodes with a zero context (the decoder's memorised
+#     "language model" alone). noise_std 4 with r_init 0 (an energy range that can cross 0) reaches
+#     0.40-0.84 at 80-120 steps depending on the seed: still not reliable enough to assert.
 #   hard (REINFORCE): CE 2.07 (from 3.3), accuracy 0.33: it learns, slowly.
 MAX_CE = 0.5
 MIN_ACCURACY = 0.9  # teacher-forced argmax accuracy over tokens incl. eos
 MONOTONIC = {"monotonic", "mocha"}  # hard at inference, soft expected alignment in training
-MIN_MONOTONIC_EVAL_ACCURACY = 0.3
+MIN_MONOTONIC_EVAL_ACCURACY = 0.45  # zero-context decoder: 0.51-0.59 measured
 STOCHASTIC = {"hard"}
 MAX_STOCHASTIC_CE = 2.6
 MIN_STOCHASTIC_ACCURACY = 0.2

@@ -94,14 +94,18 @@ class CTCPrefixScorer:
         r_sum = torch.logaddexp(state.r[:, 0], state.r[:, 1])  # (T, N)
         # A repeated label needs a blank in between: only r^b paths may be extended by it.
         repeat = (candidates == state.last.unsqueeze(1)).unsqueeze(0)  # (1, N, C)
-        log_phi = torch.where(repeat, state.r[:, 1].unsqueeze(2), r_sum.unsqueeze(2))
-        r = torch.full((frames, 2, rows, count), LOG_ZERO, device=xs.device)
+        # z[t] = (phi_t, r^n_t, r^b_t): both recursions read (r^n_{t-1}; phi_{t-1} or r^b_{t-1}),
+        # i.e. z[t-1, 1:2] against the strided pair z[t-1, 0::2], so one frame is 2 tensor ops
+        # written in place (the loop is per-step Python overhead, most of a small batch's time).
+        z = torch.full((frames, 3, rows, count), LOG_ZERO, device=xs.device)
+        z[:, 0] = torch.where(repeat, state.r[:, 1].unsqueeze(2), r_sum.unsqueeze(2))
+        log_phi, r = z[:, 0], z[:, 1:]  # (T, N, C), (T, 2, N, C) views
+        emit = torch.stack([xs, blank.expand_as(xs)], dim=1)  # (T, 2, N, C)
         if state.length == 0:
             r[0, 0] = xs[0]
         start = max(state.length, 1)
         for t in range(start, frames):
-            r[t, 0] = torch.logaddexp(r[t - 1, 0], log_phi[t - 1]) + xs[t]
-            r[t, 1] = torch.logaddexp(r[t - 1, 0], r[t - 1, 1]) + blank[t]
+            torch.add(torch.logaddexp(z[t - 1, 1:2], z[t - 1, 0::2]), emit[t], out=r[t])
         if start <= frames:
             # psi(g + c) = sum_t phi_{t-1} x_t(c), plus paths that emitted c at frame start-1.
             emitted = log_phi[start - 1 : frames - 1] + xs[start:]
