@@ -59,6 +59,9 @@ class AttentionConfig:
     heads: int = 4  # multihead only
     channels: int = 10  # location only: conv channels over the previous alignment
     kernel: int = 31  # location only: odd conv width over the previous alignment
+    # location only: also convolve the cumulative alignment (coverage), so the attention keeps
+    # its place after visiting a frame that attracts mass (e.g. the last frame)
+    cumulative: bool = False
     window: int = 8  # local only: half width D of the window, in encoder frames
     renormalize: bool = False  # local-p only: renormalise after the Gaussian factor
     chunk: int = 2  # mocha only: chunk width w

@@ -3,7 +3,7 @@
 The corpus in `asrkit/demo_data/` (see its README) is synthetic speech with a 49-word
 vocabulary, split by speaker. `asrkit/conf/demo.yaml` trains for 60 seeded epochs (about 3.3
 CPU minutes on one thread, capped at 4 wall-clock minutes on a busy machine); the held-out WER
-is then 7.8% (CER 6.6%). The demo runs the same library functions as the real commands,
+is then 6.1% (CER 4.5%). The demo runs the same library functions as the real commands,
 in the order a user would run them:
 
     OUT/data/          manifests, feature stores, CMVN and the char tokenizer
@@ -16,7 +16,7 @@ in the order a user would run them:
 Example:
     >>> result = run_demo(Path("demo-run"), attention="location")  # doctest: +SKIP
     >>> round(result.wer, 3)                                       # doctest: +SKIP
-    0.078
+    0.061
 """
 
 from __future__ import annotations
