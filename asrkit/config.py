@@ -136,7 +136,10 @@ class DecodeConfig:
     eos_threshold: float = 1.5  # eos only if its log-prob is within this of the best token
     max_len_ratio: float = 2.0  # max output tokens per encoder frame (8x subsampling: 25 per s)
     min_len_ratio: float = 0.0
-    repeat_ngram: int = 4  # forbid an n-gram of this size to repeat back-to-back (loop guard)
+    repeat_ngram: int = (
+        40  # loop guard: longest cycle (tokens) whose back-to-back copies are limited
+    )
+    repeat_copies: int = 4  # loop guard: this back-to-back copy of a cycle is blocked
     batch_size: int = 16
     max_segment_seconds: float = 20.0  # longer audio is cut at quiet points
 

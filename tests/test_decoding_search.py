@@ -14,7 +14,7 @@ from asrkit.decoding.ctc_prefix import CTCPrefixScorer
 from asrkit.decoding.timing import ctc_viterbi
 from asrkit.model.attention import REGISTRY
 from asrkit.testing import dummy_batch, tiny_model
-from asrkit.tokenizer import BLANK_ID, EOS_ID
+from asrkit.tokenizer import BLANK_ID, EOS_ID, CharTokenizer
 
 KINDS = sorted(REGISTRY)
 
@@ -77,8 +77,23 @@ def test_search_restores_training_mode() -> None:
 
 def test_repeat_guard_blocks_back_to_back_ngram() -> None:
     history = torch.tensor([[5, 6, 7, 5, 6], [5, 6, 7, 5, 8]])
-    assert repeat_blocked(history, 3).tolist() == [7, -1]
-    assert repeat_blocked(history[:, :4], 3).tolist() == [-1, -1]  # too short to repeat
+    # copies=2: a second "5 6 7" is blocked (cycle 3), and so is repeating 6 at once (cycle 1).
+    assert repeat_blocked(history, 3, copies=2).tolist() == [[6, -1, 7], [8, -1, -1]]
+    assert repeat_blocked(history[:, :4], 3, copies=2)[:, 2].tolist() == [-1, -1]  # too short
+    assert repeat_blocked(history, 0, copies=2).shape == (2, 0)  # disabled
+
+
+def test_repeat_guard_stops_a_phrase_loop_but_keeps_real_repeats() -> None:
+    """Character units: a looping phrase is cut at its fourth copy; "TWO TWO" is untouched."""
+    tok = CharTokenizer.train(["THE WINDOW BEHIND TWO"])
+    # Four copies of the 18-token cycle "THE▁WINDOW▁BEHIND▁" but its last token: ▁ is blocked.
+    loop = torch.tensor([tok.encode(" ".join(["THE WINDOW BEHIND"] * 4))])
+    blocked = set(repeat_blocked(loop, 40, copies=4).flatten().tolist()) - {-1}
+    assert blocked == {tok.pieces.index("▁")}
+    assert (repeat_blocked(loop[:, :-1], 40, copies=4) == -1).all()  # one token earlier: free
+    for text in ["TWO TWO TWO", "TWO TWO TW"]:
+        history = torch.tensor([tok.encode(text)])
+        assert (repeat_blocked(history, 40, copies=4) == -1).all(), text
 
 
 def test_constrain_eos_rules() -> None:

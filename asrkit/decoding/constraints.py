@@ -54,17 +54,33 @@ def length_limits(enc_lengths: Tensor, opts: DecodeOptions) -> tuple[Tensor, Ten
     return min_len, max_len
 
 
-def repeat_blocked(history: Tensor, n: int) -> Tensor:
-    """(N, t) tokens so far -> (N,) the token that would complete a back-to-back repeat of
-    the last n-gram (-1 when none): with ... a b c | a b, n = 3, token c is blocked."""
+def repeat_blocked(history: Tensor, max_n: int, copies: int) -> Tensor:
+    """Tokens that would complete the `copies`-th back-to-back copy of an n-gram, n <= max_n.
+
+    With copies = 4, "a b c a b c a b c a b" blocks c (a fourth "a b c"), whatever the cycle
+    length up to max_n: an attention decoder that loops repeats a whole phrase ("the window
+    behind the window behind ..."), which is many characters long, while a real repetition
+    ("two two") stays within three copies. Counting copies instead of forbidding any repeat
+    keeps "TWO TWO" decodable with character units (its 4-gram "TWO▁" repeats once).
+
+    Args:
+        history: (N, t) tokens emitted so far.
+        max_n: longest cycle checked, in tokens; 0 disables the guard.
+        copies: the copy that is blocked (>= 2).
+
+    Returns:
+        (N, max_n) long: for each row and cycle length n, the blocked token, or -1.
+    """
     rows, t = history.shape
-    blocked = torch.full((rows,), -1, dtype=torch.long, device=history.device)
-    if n <= 0 or t < 2 * n - 1:
-        return blocked
-    previous = history[:, t - 2 * n + 1 : t - n + 1]  # (N, n) the n-gram before
-    current = history[:, t - n + 1 :]  # (N, n-1) the start of the next one
-    repeats = (previous[:, :-1] == current).all(dim=1)
-    return torch.where(repeats, previous[:, -1], blocked)
+    blocked = torch.full((rows, max(max_n, 0)), -1, dtype=torch.long, device=history.device)
+    for n in range(1, max_n + 1):
+        span = (copies - 1) * n + n - 1  # copies-1 whole cycles, then all but the last token
+        if span > t:
+            break
+        tail = history[:, t - span :]  # (N, span)
+        periodic = (tail[:, n:] == tail[:, : span - n]).all(dim=1)
+        blocked[:, n - 1] = torch.where(periodic, tail[:, n - 1], blocked[:, n - 1])
+    return blocked
 
 
 def constrain(
@@ -80,7 +96,7 @@ def constrain(
         log_probs: (N, V) log-softmax of the speller.
         history: (N, t) tokens emitted so far (t is the step index, equal for every row).
         min_len, max_len: (N,) length limits of each row's utterance.
-        opts: eos_threshold and repeat_ngram are used.
+        opts: eos_threshold, repeat_ngram and repeat_copies are used.
 
     Returns:
         (N, V): blank never allowed; the loop guard's token blocked; <eos> only after
@@ -89,11 +105,10 @@ def constrain(
     step = history.shape[1]
     out = log_probs.clone()
     out[:, BLANK_ID] = NEG_INF  # the padding id is never an output
-    blocked = repeat_blocked(history, opts.repeat_ngram)
-    has_block = blocked >= 0
-    if bool(has_block.any()):
-        rows = has_block.nonzero().squeeze(1)
-        out[rows, blocked[rows]] = NEG_INF
+    blocked = repeat_blocked(history, opts.repeat_ngram, opts.repeat_copies)
+    rows, cycles = (blocked >= 0).nonzero(as_tuple=True)
+    if rows.numel():
+        out[rows, blocked[rows, cycles]] = NEG_INF
     best = out.max(dim=1).values
     eos = out[:, EOS_ID]
     eos_ok = (eos >= best - opts.eos_threshold) & (step >= min_len)

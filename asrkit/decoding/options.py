@@ -33,8 +33,9 @@ class DecodeOptions:
             best token's log-prob at that step (stops premature endings).
         max_len_ratio: at most this many output tokens per encoder frame.
         min_len_ratio: at least this many output tokens per encoder frame before <eos>.
-        repeat_ngram: a token that would make the last n tokens repeat the n before them is
-            blocked (loop guard); 0 disables it.
+        repeat_ngram: loop guard: the longest cycle (in tokens) whose back-to-back repetition
+            is limited; 0 disables it.
+        repeat_copies: the back-to-back copy of a cycle that the loop guard blocks.
         batch_size: utterances decoded together.
         max_segment_seconds: longer audio is cut at quiet points into segments.
         timestamps: word times from "attention", "ctc" forced alignment, or "auto" (CTC when
@@ -48,7 +49,8 @@ class DecodeOptions:
     eos_threshold: float = 1.5
     max_len_ratio: float = 2.0
     min_len_ratio: float = 0.0
-    repeat_ngram: int = 4
+    repeat_ngram: int = 40
+    repeat_copies: int = 4
     batch_size: int = 16
     max_segment_seconds: float = 20.0
     timestamps: Timestamps = "auto"
