@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ import torch
 from torch import Tensor
 
 from asrkit.config import FeaturesConfig, to_dict
-from asrkit.data.manifest import read_manifest
+from asrkit.data.manifest import Utterance, read_manifest
 from asrkit.data.parallel import parallel_map
 from asrkit.features import CMVNAccumulator, CMVNStats, Fbank, load_audio
 from asrkit.io import UserError, atomic_open, atomic_write_json, ensure_writable_dir
@@ -163,14 +164,8 @@ def compute_features(
     offset = 0
     try:
         with raw.open("wb") as handle:
-            results = parallel_map(
-                _featurize_job,
-                [(u.audio, features) for u in utts],
-                jobs=jobs,
-                description=f"{manifest.name}: features",
-                processes=True,
-                show=show_progress,
-                initializer=_worker_init,
+            results = _featurize_all(
+                utts, features, jobs, f"{manifest.name}: features", show_progress
             )
             for utt, feats in zip(utts, results, strict=True):
                 handle.write(feats.astype(np.float16).tobytes())
@@ -186,6 +181,21 @@ def compute_features(
         {"features": to_dict(features), "manifest_sha256": _sha256(manifest), "utts": index},
     )
     return npy
+
+
+def _featurize_all(
+    utts: list[Utterance], features: FeaturesConfig, jobs: int, description: str, show: bool
+) -> Iterable[np.ndarray]:
+    """Features of every utterance, in order, computed by `jobs` worker processes."""
+    return parallel_map(
+        _featurize_job,
+        [(u.audio, features) for u in utts],
+        jobs=jobs,
+        description=description,
+        processes=True,
+        show=show,
+        initializer=_worker_init,
+    )
 
 
 def _write_npy(npy: Path, raw: Path, shape: tuple[int, int]) -> None:
@@ -214,15 +224,7 @@ def compute_cmvn(
         for utt in utts:
             acc.add(store.get(utt.id))
         return acc.stats()
-    results = parallel_map(
-        _featurize_job,
-        [(u.audio, features) for u in utts],
-        jobs=jobs,
-        description=f"{Path(manifest).name}: CMVN",
-        processes=True,
-        show=show_progress,
-        initializer=_worker_init,
-    )
+    results = _featurize_all(utts, features, jobs, f"{Path(manifest).name}: CMVN", show_progress)
     for feats in results:
         acc.add(torch.from_numpy(feats))
     return acc.stats()
