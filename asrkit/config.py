@@ -66,6 +66,10 @@ class AttentionConfig:
     renormalize: bool = False  # local-p only: renormalise after the Gaussian factor
     chunk: int = 2  # mocha only: chunk width w
     r_init: float = -4.0  # monotonic/mocha: energy offset r, negative so early alignment spreads
+    # monotonic/mocha: initial energy gain g; None = 1/sqrt(dim) (Raffel et al.). That gain caps
+    # |e - r| at 1, so no frame can pass the p > 0.5 test of the hard scan until g has grown to
+    # about |r|/sqrt(dim); a gain near 1 lets short trainings decode (the scan stops in time)
+    g_init: float | None = None
     noise_std: float = 1.0  # monotonic/mocha: pre-sigmoid noise std in training
     baseline_decay: float = 0.9  # hard only: moving-average REINFORCE baseline
     entropy_weight: float = 0.01  # hard only: entropy bonus lambda_e
@@ -84,6 +88,9 @@ class SpellerConfig:
 class ModelConfig:
     ctc_weight: float = 0.3  # lambda of joint CTC-attention loss; 0 disables the CTC head
     label_smoothing: float = 0.1  # cross-entropy label smoothing
+    # subtract each utterance's own mean log-mel (per bin, over its frames) after global CMVN:
+    # removes the level and microphone colouring of speakers and channels unseen in training
+    utterance_cmn: bool = False
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,24 @@ def test_cmvn_is_applied_inside_encode() -> None:
     torch.testing.assert_close(plain, normalised)
 
 
+def test_utterance_cmn_ignores_a_per_utterance_channel_offset_and_padding() -> None:
+    # A gain or microphone colouring is an additive per-bin offset in log-mel: with
+    # model.utterance_cmn it must not change the encoder output; without it, it must.
+    model = LAS(tiny_config("dot", model__utterance_cmn=True), vocab_size=12).eval()
+    plain = LAS(tiny_config("dot"), vocab_size=12).eval()
+    plain.load_state_dict(model.state_dict())
+    feats, lens = torch.randn(2, 30, 80), torch.tensor([30, 22])
+    offset = torch.randn(2, 1, 80) * 2.0  # one colouring per utterance
+    with torch.no_grad():
+        base, _ = model.encode(feats, lens)
+        shifted, _ = model.encode(feats + offset, lens)
+        alone, _ = model.encode(feats[1:, :22] + offset[1:], lens[1:])
+        unnormalised, _ = plain.encode(feats + offset, lens)
+    torch.testing.assert_close(shifted, base, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(alone[0], shifted[1, : alone.shape[1]], atol=1e-5, rtol=1e-4)
+    assert (unnormalised - base).abs().max() > 1e-2
+
+
 def test_teacher_forced_restores_training_mode_and_shapes() -> None:
     model = tiny_model("dot").train()
     batch = dummy_batch(3)

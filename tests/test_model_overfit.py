@@ -26,19 +26,16 @@ LR = 3e-3
 # Measured after 80 steps (label smoothing off, seed 0), CE / eval-mode teacher-forced accuracy:
 #   soft kinds (additive, dot, general, local-m, local-p, location, multihead): CE 0.12-0.32,
 #     accuracy 0.98-1.00;
-#   monotonic, mocha: CE 0.22, training-mode accuracy 0.99, hard eval-mode accuracy 0.51-0.59
-#     (0.51-0.53 after 160-240 steps). Not a train/eval inconsistency (the saturated soft and
-#     hard passes agree step by step, tests/test_attention_monotonic_speller.py) but the soft/hard
-#     gap at its extreme: |e - r| <= g sqrt(d_a), with g = 1/sqrt(d_a) at init and r = -4, and
-#     Adam moves g only to 0.15-0.18 in 80-240 steps, so every energy stays below -2.7, the scan
-#     runs off the end at step 1 and eval decodes with a zero context (the decoder's memorised
-#     "language model" alone). noise_std 4 with r_init 0 (an energy range that can cross 0) reaches
-#     0.40-0.84 at 80-120 steps depending on the seed: still not reliable enough to assert.
+#   monotonic, mocha with g_init 2: CE 0.17-0.26, training-mode accuracy 0.99, hard eval-mode
+#     accuracy 0.99. With the spec's g = 1/sqrt(d_a) the hard eval accuracy is only 0.50-0.60:
+#     |e - r| <= g sqrt(d_a) = 1 at init with r = -4, Adam moves g only to 0.15-0.18 in 80-240
+#     steps, so every energy stays below -2.7, the scan runs off the end at step 1 and eval
+#     decodes with a zero context (g_init 1: 0.50-0.55; g_init 2: 0.99).
 #   hard (REINFORCE): CE 2.07 (from 3.3), accuracy 0.33: it learns, slowly.
 MAX_CE = 0.5
 MIN_ACCURACY = 0.9  # teacher-forced argmax accuracy over tokens incl. eos
 MONOTONIC = {"monotonic", "mocha"}  # hard at inference, soft expected alignment in training
-MIN_MONOTONIC_EVAL_ACCURACY = 0.45  # zero-context decoder: 0.51-0.59 measured
+MONOTONIC_G_INIT = 2.0  # attention.g_init: lets the hard scan stop within a short training
 STOCHASTIC = {"hard"}
 MAX_STOCHASTIC_CE = 2.6
 MIN_STOCHASTIC_ACCURACY = 0.2
@@ -79,8 +76,14 @@ def overfit(
 ) -> tuple[dict[str, float], float]:
     """Train a tiny model on one batch; return (last training stats, eval-mode accuracy)."""
     torch.manual_seed(0)
+    extra = {"attention__g_init": MONOTONIC_G_INIT} if kind in MONOTONIC else {}
     cfg = tiny_config(
-        kind, label_smoothing=0.0, listener__hidden=64, speller__hidden=64, attention__dim=64
+        kind,
+        label_smoothing=0.0,
+        listener__hidden=64,
+        speller__hidden=64,
+        attention__dim=64,
+        **extra,
     )
     model = LAS(cfg, vocab_size)
     frames = torch.cat([batch.feats[b, :n] for b, n in enumerate(batch.feat_lengths)])
@@ -112,8 +115,6 @@ def test_tiny_model_overfits_four_real_utterances(
         assert accuracy > MIN_STOCHASTIC_ACCURACY, f"{kind}: accuracy {accuracy:.3f}"
         return
     assert ce < MAX_CE, f"{kind}: training CE {ce:.3f} after {STEPS} steps"
-    if kind in MONOTONIC:
+    if kind in MONOTONIC:  # training (soft expected alignment) and eval (hard scan) both fit
         assert stats["acc"] > MIN_ACCURACY, f"{kind}: training accuracy {stats['acc']:.3f}"
-        assert accuracy > MIN_MONOTONIC_EVAL_ACCURACY, f"{kind}: eval accuracy {accuracy:.3f}"
-    else:
-        assert accuracy > MIN_ACCURACY, f"{kind}: teacher-forced accuracy {accuracy:.3f}"
+    assert accuracy > MIN_ACCURACY, f"{kind}: eval-mode teacher-forced accuracy {accuracy:.3f}"

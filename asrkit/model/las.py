@@ -88,6 +88,17 @@ def build_listener(cfg: ExperimentConfig) -> PyramidalListener | SelfAttentionEn
     )
 
 
+def subtract_utterance_mean(feats: Tensor, lengths: Tensor) -> Tensor:
+    """(B, T, F), (B,) -> each item minus its own per-bin mean over its valid frames.
+
+    Padding does not enter the mean, so a padded item gets the same values as alone.
+    """
+    valid = (torch.arange(feats.shape[1], device=feats.device) < lengths[:, None]).unsqueeze(-1)
+    total = (feats * valid).sum(dim=1, keepdim=True)
+    mean = total / lengths.clamp_min(1).to(feats.dtype)[:, None, None]
+    return feats - mean
+
+
 class LAS(nn.Module):
     """Listener + attention speller + optional CTC head.
 
@@ -106,6 +117,7 @@ class LAS(nn.Module):
         self.vocab_size = vocab_size
         self.ctc_weight = cfg.model.ctc_weight
         self.label_smoothing = cfg.model.label_smoothing
+        self.utterance_cmn = cfg.model.utterance_cmn
         self.listener = build_listener(cfg)
         self.subsampling: int = self.listener.subsampling
         memory_dim = self.listener.output_dim
@@ -127,6 +139,8 @@ class LAS(nn.Module):
     def encode(self, feats: Tensor, feat_lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Raw log-mel (B, T, n_mels), (B,) -> encoder output (B, T', H), lengths (B,)."""
         feats = (feats - self.feat_mean) / self.feat_std  # padding is re-zeroed by the listener
+        if self.utterance_cmn:
+            feats = subtract_utterance_mean(feats, feat_lengths)
         return self.listener(feats, feat_lengths)
 
     def ctc_log_probs(self, enc: Tensor) -> Tensor | None:

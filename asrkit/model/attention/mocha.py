@@ -65,6 +65,7 @@ class MoChAAttention(MonotonicAttention):
         chunk: chunk width w (2 for speech).
         r_init: initial monotonic energy offset r.
         noise_std: pre-sigmoid noise std in train mode.
+        g_init: initial monotonic energy gain g; None for 1/sqrt(d_a).
 
     Example:
         >>> att = MoChAAttention(query_dim=4, memory_dim=6, dim=8, chunk=2)
@@ -82,8 +83,9 @@ class MoChAAttention(MonotonicAttention):
         chunk: int,
         r_init: float = -4.0,
         noise_std: float = 1.0,
+        g_init: float | None = None,
     ) -> None:
-        super().__init__(query_dim, memory_dim, dim, r_init, noise_std)
+        super().__init__(query_dim, memory_dim, dim, r_init, noise_std, g_init)
         if chunk < 1:
             raise ConfigError(f"attention.chunk must be >= 1, got {chunk}")
         self.chunk = chunk
@@ -92,7 +94,7 @@ class MoChAAttention(MonotonicAttention):
 
     @classmethod
     def from_config(cls, cfg: AttentionConfig, query_dim: int, memory_dim: int) -> MoChAAttention:
-        return cls(query_dim, memory_dim, cfg.dim, cfg.chunk, cfg.r_init, cfg.noise_std)
+        return cls(query_dim, memory_dim, cfg.dim, cfg.chunk, cfg.r_init, cfg.noise_std, cfg.g_init)
 
     def prepare(self, memory: Tensor, lengths: Tensor) -> AttendMemory:
         mask = valid_mask(lengths, memory.shape[1])

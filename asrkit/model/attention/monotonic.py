@@ -102,15 +102,23 @@ class MonotonicEnergy(nn.Module):
         memory_dim: encoder output size.
         dim: energy MLP size d_a.
         r_init: initial offset r; None for no offset (MoChA's chunk energy, under a softmax).
+        g_init: initial gain g; None for 1/sqrt(d_a).
     """
 
-    def __init__(self, query_dim: int, memory_dim: int, dim: int, r_init: float | None) -> None:
+    def __init__(
+        self,
+        query_dim: int,
+        memory_dim: int,
+        dim: int,
+        r_init: float | None,
+        g_init: float | None = None,
+    ) -> None:
         super().__init__()
         self.query_proj = nn.Linear(query_dim, dim, bias=False)  # W
         self.key_proj = nn.Linear(memory_dim, dim)  # V and b
         nn.init.zeros_(self.key_proj.bias)
         self.v = nn.Parameter(torch.randn(dim) / dim)  # v ~ N(0, (1/d_a)^2)
-        self.g = nn.Parameter(torch.tensor(dim**-0.5))  # g = 1/sqrt(d_a)
+        self.g = nn.Parameter(torch.tensor(dim**-0.5 if g_init is None else float(g_init)))
         self.r = None if r_init is None else nn.Parameter(torch.tensor(float(r_init)))
 
     def project(self, query: Tensor) -> Tensor:
@@ -144,6 +152,7 @@ class MonotonicAttention(Attention):
         dim: energy MLP size d_a.
         r_init: initial energy offset r (negative; -4 for speech).
         noise_std: std of the pre-sigmoid Gaussian noise in train mode.
+        g_init: initial energy gain g; None for 1/sqrt(d_a).
         threshold: eval stops at the first frame with e > threshold (p > sigmoid(threshold)).
 
     Example:
@@ -161,10 +170,11 @@ class MonotonicAttention(Attention):
         dim: int,
         r_init: float = -4.0,
         noise_std: float = 1.0,
+        g_init: float | None = None,
         threshold: float = 0.0,
     ) -> None:
         super().__init__(query_dim, memory_dim)
-        self.energy = MonotonicEnergy(query_dim, memory_dim, dim, r_init)
+        self.energy = MonotonicEnergy(query_dim, memory_dim, dim, r_init, g_init)
         self.noise_std = noise_std
         self.threshold = threshold
         self.energy_evaluations = 0
@@ -173,7 +183,7 @@ class MonotonicAttention(Attention):
     def from_config(
         cls, cfg: AttentionConfig, query_dim: int, memory_dim: int
     ) -> MonotonicAttention:
-        return cls(query_dim, memory_dim, cfg.dim, cfg.r_init, cfg.noise_std)
+        return cls(query_dim, memory_dim, cfg.dim, cfg.r_init, cfg.noise_std, cfg.g_init)
 
     def prepare(self, memory: Tensor, lengths: Tensor) -> AttendMemory:
         mask = valid_mask(lengths, memory.shape[1])
