@@ -63,12 +63,10 @@ def transcribe(
     Returns:
         One `Transcript` (id, text, word timings, hypothesis with its attention) per file.
     """
-    from asrkit.decoding import DecodeOptions, transcribe_files
+    from asrkit.decoding import transcribe_files
 
     loaded = model if not isinstance(model, str | Path) else load_model(model)
-    opts = DecodeOptions.from_config(
-        loaded.config.decode, beam=beam, ctc_weight=ctc_weight, batch_size=batch_size
-    )
+    opts = loaded.decode_options(beam=beam, ctc_weight=ctc_weight, batch_size=batch_size)
     transcripts, _ = transcribe_files(loaded, [Path(a) for a in audio], opts, progress=progress)
     return transcripts
 

@@ -3,7 +3,8 @@
 A checkpoint is a dict saved with `torch.save` (atomically):
 
     {"format": "attnasr-v1", "config": to_dict(ExperimentConfig), "tokenizer": tok.to_dict(),
-     "cmvn": {"mean": [...], "std": [...]}, "model": state_dict, "train_state": dict | None}
+     "cmvn": {"mean": [...], "std": [...]}, "model": state_dict, "train_state": dict | None,
+     "longest_training_seconds": float | None}
 
 Example:
     >>> loaded = load_model(Path("exp/las_char"))          # doctest: +SKIP
@@ -12,11 +13,12 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -25,6 +27,9 @@ from asrkit.config import ConfigError, ExperimentConfig, from_dict, to_dict
 from asrkit.io import UserError, atomic_open
 from asrkit.model.las import LAS
 from asrkit.tokenizer import Tokenizer, tokenizer_from_dict
+
+if TYPE_CHECKING:
+    from asrkit.decoding.options import DecodeOptions
 
 FORMAT = "attnasr-v1"
 REQUIRED_KEYS = ("format", "config", "tokenizer", "model")
@@ -39,12 +44,28 @@ class LoadedModel:
         config: the experiment config it was trained with.
         tokenizer: the tokenizer it was trained with.
         path: the .pt file that was read.
+        longest_training_seconds: the longest utterance it was trained on (None in checkpoints
+            of older versions); longer audio is cut into segments no longer than this.
     """
 
     model: LAS
     config: ExperimentConfig
     tokenizer: Tokenizer
     path: Path
+    longest_training_seconds: float | None = None
+
+    def decode_options(self, **overrides: object) -> DecodeOptions:
+        """The config's decode options with overrides (None = keep), segments cut to what the
+        model has seen: an attention decoder given audio longer than any training utterance
+        tends to lose its place and loop."""
+        from asrkit.decoding.options import DecodeOptions
+
+        opts = DecodeOptions.from_config(self.config.decode, **overrides)
+        longest = self.longest_training_seconds
+        if overrides.get("max_segment_seconds") is None and longest is not None:
+            limit = max(min(opts.max_segment_seconds, longest), 2.0)
+            opts = dataclasses.replace(opts, max_segment_seconds=limit)
+        return opts
 
 
 def save_checkpoint(
@@ -53,6 +74,7 @@ def save_checkpoint(
     cfg: ExperimentConfig,
     tokenizer: Tokenizer,
     train_state: dict[str, Any] | None = None,
+    longest_training_seconds: float | None = None,
 ) -> None:
     """Write a checkpoint atomically (a crash never leaves a truncated file at `path`).
 
@@ -62,6 +84,7 @@ def save_checkpoint(
         cfg: the config the model was built from.
         tokenizer: the tokenizer of its vocabulary.
         train_state: optimizer/scheduler/epoch state for resuming, or None.
+        longest_training_seconds: the longest training utterance (bounds decoding segments).
     """
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     data = {
@@ -71,6 +94,7 @@ def save_checkpoint(
         "cmvn": {"mean": state["feat_mean"].tolist(), "std": state["feat_std"].tolist()},
         "model": state,
         "train_state": train_state,
+        "longest_training_seconds": longest_training_seconds,
     }
     with atomic_open(Path(path), "wb") as handle:
         torch.save(data, handle)
@@ -133,7 +157,8 @@ def load_model(path: Path, device: str = "cpu") -> LoadedModel:
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise UserError(f"{file}: weights do not match the stored config ({first})") from exc
-    return LoadedModel(model.to(device).eval(), cfg, tokenizer, file)
+    longest = data.get("longest_training_seconds")
+    return LoadedModel(model.to(device).eval(), cfg, tokenizer, file, longest)
 
 
 def average_checkpoints(paths: list[Path]) -> dict[str, Tensor]:

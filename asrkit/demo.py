@@ -27,6 +27,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import soundfile as sf
 from rich.console import Console
@@ -35,6 +36,9 @@ from rich.table import Table
 from asrkit.config import ExperimentConfig, apply_overrides, load_yaml
 from asrkit.data.manifest import Utterance, write_manifest
 from asrkit.io import UserError, ensure_writable_dir
+
+if TYPE_CHECKING:
+    from asrkit.evaluation import DecodedSet
 
 DEMO_DATA = Path(__file__).parent / "demo_data"
 DEMO_CONFIG = Path(__file__).parent / "conf" / "demo.yaml"
@@ -169,29 +173,30 @@ def prepare_data(
 
 def transcribe_test(
     exp_dir: Path, test: Path, out_dir: Path, device: str, console: Console
-) -> Path:
+) -> DecodedSet:
     """Decode the held-out manifest into OUT/transcripts and plot a few alignments in OUT/plots.
 
     Returns:
-        The transcripts.jsonl file (id, audio, text, word times per utterance).
+        The decoded set, scored afterwards without decoding it again.
     """
     from asrkit.checkpoint import load_model
     from asrkit.data.manifest import read_manifest
-    from asrkit.decoding import DecodeOptions, decode_utterances
+    from asrkit.decoding import decode_utterances
     from asrkit.decoding.writers import plot_transcript, write_transcripts
+    from asrkit.evaluation import DecodedSet
     from asrkit.features import Fbank, load_audio
 
     loaded = load_model(exp_dir, device)
     utts = read_manifest(test)
-    opts = DecodeOptions.from_config(loaded.config.decode)
+    opts = loaded.decode_options()
     transcripts, timing = decode_utterances(loaded, utts, opts, console=console)
-    written = write_transcripts(transcripts, out_dir / "transcripts", [], timing)
+    write_transcripts(transcripts, out_dir / "transcripts", [], timing)
     fbank = Fbank(loaded.config.features)
     frame_shift = loaded.model.subsampling * loaded.config.features.hop_ms / 1000.0
     for t in transcripts[:PLOTTED_UTTERANCES]:
         feats = fbank(load_audio(t.audio, loaded.config.features.sample_rate))  # (T, n_mels)
         plot_transcript(out_dir / "plots" / f"{t.id}.png", t, feats, loaded.tokenizer, frame_shift)
-    return written[0]
+    return DecodedSet(loaded, test, utts, transcripts, timing, opts, device)
 
 
 def run_demo(
@@ -222,7 +227,7 @@ def run_demo(
         UserError: `out_dir` exists without `force`, is not writable, or the corpus is missing.
         KeyboardInterrupt: Ctrl-C during training, after the trainer saved its progress.
     """
-    from asrkit.evaluation import ModelOptions, ScoringOptions, evaluate_model
+    from asrkit.evaluation import ScoringOptions, score_decoded
     from asrkit.training.run import train
 
     started = time.perf_counter()
@@ -239,15 +244,10 @@ def run_demo(
         console.print(f"demo stopped; the partial experiment is in {out_dir / 'exp'}")
         raise KeyboardInterrupt
     console.rule("[bold]3/4 transcribe the held-out speakers")
-    transcribe_test(out_dir / "exp", test_jsonl, out_dir, device, console)
+    decoded = transcribe_test(out_dir / "exp", test_jsonl, out_dir, device, console)
     console.rule("[bold]4/4 evaluate")
-    report = evaluate_model(
-        out_dir / "exp",
-        test_jsonl,
-        out_dir / "report",
-        ScoringOptions(worst=PLOTTED_UTTERANCES),
-        ModelOptions(device=device),
-        console=console,
+    report = score_decoded(
+        decoded, out_dir / "report", ScoringOptions(worst=PLOTTED_UTTERANCES), console
     )
     summary = report.summary()
     return DemoResult(

@@ -28,7 +28,7 @@ from asrkit.scoring.report import ScoreReport, score
 if TYPE_CHECKING:
     from asrkit.checkpoint import LoadedModel
     from asrkit.data.manifest import Utterance
-    from asrkit.decoding import Transcript
+    from asrkit.decoding import DecodeOptions, DecodeTiming, Transcript
 
 OUTPUTS = ("report.json", "report.md", "ref.trn", "hyp.trn", "utterances.jsonl")
 OUTPUTS += ("alignments.pra", "compare.json")
@@ -150,15 +150,14 @@ def evaluate_model(
     """
     from asrkit.checkpoint import load_model
     from asrkit.data.manifest import read_manifest
-    from asrkit.decoding import DecodeOptions, decode_utterances
+    from asrkit.decoding import decode_utterances
 
     opts, decode = opts or ScoringOptions(), decode or ModelOptions()
     console = console or Console(stderr=True)
     out_dir = prepare_out_dir(out_dir, opts.force)
     loaded = load_model(model, decode.device)
     utts = read_manifest(manifest)
-    search = DecodeOptions.from_config(
-        loaded.config.decode,
+    search = loaded.decode_options(
         beam=decode.beam,
         ctc_weight=decode.ctc_weight,
         batch_size=decode.batch_size,
@@ -166,29 +165,60 @@ def evaluate_model(
     transcripts, timing = decode_utterances(
         loaded, utts, search, progress=decode.progress, console=console
     )
-    health = _health(transcripts)
+    decoded = DecodedSet(loaded, manifest, utts, transcripts, timing, search, decode.device)
+    return score_decoded(decoded, out_dir, opts, console)
+
+
+@dataclass(frozen=True)
+class DecodedSet:
+    """A manifest decoded by a model: what `score_decoded` needs to write a model-mode report."""
+
+    loaded: LoadedModel
+    manifest: Path
+    utterances: list[Utterance]
+    transcripts: list[Transcript]
+    timing: DecodeTiming  # wall time and audio seconds of the decoding: the RTF
+    search: DecodeOptions  # recorded in the report
+    device: str
+
+
+def score_decoded(
+    decoded: DecodedSet,
+    out_dir: Path,
+    opts: ScoringOptions | None = None,
+    console: Console | None = None,
+) -> ScoreReport:
+    """Score transcripts that were already decoded (the demo decodes once for both uses).
+
+    Raises:
+        UserError: an output folder with earlier results (without `opts.force`).
+    """
+    opts = opts or ScoringOptions()
+    console = console or Console(stderr=True)
+    out_dir = prepare_out_dir(out_dir, opts.force)
+    utts, transcripts = decoded.utterances, decoded.transcripts
     report = score(
         {u.id: u.text for u in utts},
         {t.id: t.text for t in transcripts},
         normalizer=opts.normalizer,
         speakers={u.id: u.speaker for u in utts if u.speaker},
         durations={u.id: u.duration for u in utts},
-        health=health,
+        health=_health(transcripts),
         bootstrap=opts.bootstrap,
         seed=opts.seed,
-        rtf=timing.rtf,
+        rtf=decoded.timing.rtf,
         meta={
             "mode": "model",
-            "model": str(loaded.path),
-            "manifest": str(manifest),
-            "device": decode.device,
-            "decode": _jsonable(asdict(search)),
-            "audio_seconds": timing.audio_seconds,
-            "wall_seconds": timing.wall_seconds,
+            "model": str(decoded.loaded.path),
+            "manifest": str(decoded.manifest),
+            "device": decoded.device,
+            "decode": _jsonable(asdict(decoded.search)),
+            "audio_seconds": decoded.timing.audio_seconds,
+            "wall_seconds": decoded.timing.wall_seconds,
         },
     )
     worst = report.worst(opts.worst)
-    report.meta["plots"] = _plot_worst(loaded, utts, transcripts, worst, out_dir / "plots")
+    report.meta["plots"] = _plot_worst(decoded.loaded, utts, transcripts, worst, out_dir / "plots")
     _finish(report, out_dir, opts, console)
     return report
 

@@ -42,6 +42,17 @@ def test_looping_by_backward_jump_and_by_ngram() -> None:
     assert attention_health(diagonal(len(tokens) + 1, 60), tokens).looping
 
 
+def test_a_return_from_the_last_frame_sink_is_counted_but_not_a_loop() -> None:
+    weights = diagonal(20, 40)
+    weights[8] = 0.0
+    weights[8, 39] = 1.0  # one stray step parks on the final frame, then reading resumes
+    flags = attention_health(weights, list(range(3, 22)))
+    assert not flags.looping and flags.sink_returns == 1 and flags.max_backward_jump == 0
+    weights[8, 39], weights[8, 30] = 0.0, 1.0  # the same jump from inside the audio is a loop
+    flags = attention_health(weights, list(range(3, 22)))
+    assert flags.looping and flags.sink_returns == 0 and flags.max_backward_jump > 10
+
+
 def test_ending_early() -> None:
     weights = np.zeros((6, 50))
     weights[np.arange(6), np.arange(6) * 4] = 1.0  # last peak at frame 20 of 50

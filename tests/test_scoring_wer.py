@@ -10,7 +10,7 @@ import pytest
 
 from asrkit.io import UserError
 from asrkit.scoring import align_words, char_errors, score
-from asrkit.scoring.render import render_pra
+from asrkit.scoring.render import render_error_window, render_pra
 
 
 def levenshtein(ref: list[str], hyp: list[str]) -> int:
@@ -131,6 +131,19 @@ def test_pra_layout() -> None:
     hyp_line = next(line for line in text.splitlines() if line.startswith("HYP:"))
     assert ref_line.split() == ["REF:", "the", "CAT", "sat", "****"]
     assert hyp_line.split() == ["HYP:", "the", "BAT", "sat", "DOWN"]
+
+
+def test_console_window_starts_before_the_first_error_and_keeps_columns() -> None:
+    words = [f"w{chr(97 + i // 26)}{chr(97 + i % 26)}" for i in range(60)]  # waa wab ... wch
+    hyp = [*words[:40], "wrong", *words[41:]]
+    report = score({"u1": " ".join(words)}, {"u1": " ".join(hyp)}, bootstrap=10)
+    ref_line, hyp_line, eval_line = render_error_window(report.utterances[0], 60).splitlines()
+    assert "WBO" in ref_line and "WRONG" in hyp_line and "waa" not in ref_line  # word 40
+    assert ref_line.endswith("...") and " ...wb" in ref_line  # cut on both sides, between words
+    column = ref_line.index("WBO")
+    assert hyp_line[column : column + 5] == "WRONG" and eval_line[column] == "S"
+    short = score({"u1": "the cat"}, {"u1": "the bat"}, bootstrap=10).utterances[0]
+    assert "..." not in render_error_window(short, 60)
 
 
 def test_bootstrap_recorded_and_contains_wer(real_pairs) -> None:

@@ -14,6 +14,7 @@ from train_corpus import write_corpus
 
 from asrkit.checkpoint import load_checkpoint, load_model
 from asrkit.config import ExperimentConfig
+from asrkit.data.manifest import read_manifest
 from asrkit.io import UserError
 from asrkit.testing import tiny_config
 from asrkit.training import checkpoints as keeper_module
@@ -73,6 +74,13 @@ def test_training_drives_the_loss_down_and_writes_a_loadable_experiment(corpus, 
     assert len(list((exp / "checkpoints").glob("epoch-*.pt"))) == 2  # keep_best
     loaded = load_model(exp)
     assert loaded.path == exp / "final.pt" and loaded.tokenizer.vocab_size > 3
+    # Decoding cuts audio into segments no longer than the longest training utterance
+    # (0.64 s here), but never below 2 s.
+    longest = max(read_manifest(corpus[0]), key=lambda u: u.duration).duration
+    assert loaded.longest_training_seconds == pytest.approx(longest, abs=0.011)
+    segment = loaded.decode_options().max_segment_seconds
+    assert segment == pytest.approx(max(longest, 2.0), abs=0.011)
+    assert loaded.decode_options(max_segment_seconds=30.0).max_segment_seconds == 30.0
 
 
 def test_resume_continues_exactly(corpus, tmp_path):

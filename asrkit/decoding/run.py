@@ -16,7 +16,7 @@ from rich.table import Table
 
 from asrkit.decoding.api import transcribe_files
 from asrkit.decoding.inputs import collect_audio
-from asrkit.decoding.options import DecodeOptions, DecodeTiming, Transcript
+from asrkit.decoding.options import DecodeTiming, Transcript
 from asrkit.decoding.writers import (
     FORMATTERS,
     plot_transcript,
@@ -73,7 +73,7 @@ def run_transcribe(
     if out is not None:
         prepare_out_dir(out, force)
     loaded = load_model(model, device)
-    opts = DecodeOptions.from_config(loaded.config.decode, **overrides)
+    opts = loaded.decode_options(**overrides)
     transcripts, timing = transcribe_files(loaded, paths, opts, console=console)
     files, stdout = [], ""
     if out is not None:

@@ -4,7 +4,9 @@ The three classic failure modes of attention-based recognisers (Chorowski et al.
 Chiu & Raffel 2018) leave a visible trace in the (output step x encoder frame) weight matrix:
 
 - *looping*: the output repeats itself (an n-gram repeated back to back) or the attention
-  jumps back to frames it has already read;
+  jumps back to frames it has already read. A jump back out of the last frames does not
+  count: location attention parks stray steps on the final frame (the end-of-audio sink)
+  and resumes where it was, which is a visible but different defect (`sink_returns`);
 - *stalling*: the attention peak stays on one frame while many tokens are emitted;
 - *ending early*: the hypothesis ends (eos) while the attention is still well before the
   end of the speech, i.e. the tail of the utterance was never read.
@@ -32,6 +34,7 @@ class HealthThresholds:
     ngram_repeats: int = 4  # an n-gram seen this many times back to back is a loop
     backward_frames: int = 3  # a backward jump must exceed this many frames ...
     backward_fraction: float = 0.1  # ... and this share of the utterance's frames
+    sink_frames: int = 2  # jumps back out of the last this-many frames are sink returns
     stall_tokens: int = 8  # this many consecutive steps on one frame (+-1) is a stall
     end_fraction: float = 0.8  # the last attended frame must reach this share of the frames
 
@@ -45,6 +48,7 @@ class HealthFlags:
     max_backward_jump: int  # largest backward move of the attention peak, in frames
     longest_stall: int  # most consecutive steps whose peak stayed within one frame
     end_ratio: float  # (last attended frame + 1) / number of frames
+    sink_returns: int = 0  # jumps back out of the final frames (end-of-audio sink), not loops
 
     @property
     def healthy(self) -> bool:
@@ -90,6 +94,23 @@ def _longest_stall(peaks: np.ndarray) -> int:
     return best
 
 
+def _backward_jumps(peaks: np.ndarray, sink_start: int) -> tuple[int, int]:
+    """(largest backward jump, number of returns from the sink) of a peak sequence.
+
+    A step out of the sink (frames >= sink_start) is measured from the last peak before the
+    sink: resuming there is a sink return, landing well before it is a re-read (a loop).
+    """
+    largest, returns, last_read = 0, 0, 0
+    for previous, current in zip(peaks[:-1].tolist(), peaks[1:].tolist(), strict=True):
+        in_sink = previous >= sink_start
+        if not in_sink:
+            last_read = previous
+        elif current < previous:
+            returns += 1
+        largest = max(largest, (last_read if in_sink else previous) - current)
+    return largest, returns
+
+
 def attention_health(
     weights: Any,
     tokens: Sequence[int],
@@ -114,12 +135,11 @@ def attention_health(
     repeats = repeated_ngram(tokens, limits.ngram_max)
     if steps == 0 or frames == 0:
         return HealthFlags(repeats >= limits.ngram_repeats, False, False, repeats, 0, 0, 0.0)
-    peaks = matrix.argmax(axis=1)  # (U,)
-    jumps = np.diff(peaks.astype(np.int64))  # (U-1,)
-    back = int(max(0, -jumps.min())) if len(jumps) else 0
+    peaks = matrix.argmax(axis=1).astype(np.int64)  # (U,)
+    back, sink_returns = _backward_jumps(peaks, frames - limits.sink_frames)
+    back_limit = max(limits.backward_frames, limits.backward_fraction * frames)
     stall = _longest_stall(peaks)
     end_ratio = float(peaks.max() + 1) / frames
-    back_limit = max(limits.backward_frames, limits.backward_fraction * frames)
     return HealthFlags(
         looping=repeats >= limits.ngram_repeats or back > back_limit,
         stalling=stall >= limits.stall_tokens,
@@ -128,4 +148,5 @@ def attention_health(
         max_backward_jump=back,
         longest_stall=stall,
         end_ratio=end_ratio,
+        sink_returns=sink_returns,
     )

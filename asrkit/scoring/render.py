@@ -50,6 +50,26 @@ def render_utterance(utt: UttScore) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_error_window(utt: UttScore, width: int) -> str:
+    """REF/HYP/Eval lines cut to `width` columns starting just before the first error.
+
+    For the console: a 30-second utterance's alignment wraps into an unreadable block, while
+    the full alignment stays in report.md and alignments.pra.
+    """
+    ref, hyp, evals = alignment_lines(utt.alignment)
+    first_error = len(evals) - len(evals.lstrip()) if evals.strip() else 0
+    start = max(0, first_error - width // 4)
+    while start > 0 and any(line[start - 1 : start] not in (" ", "") for line in (ref, hyp)):
+        start -= 1  # back to a column boundary: cut between words, not inside one
+    lines = []
+    for name, line in (("REF: ", ref), ("HYP: ", hyp), ("Eval:", evals)):
+        piece = line[start : start + width]
+        lead = "..." if start > 0 else ""
+        tail = "..." if start + width < len(line) else ""
+        lines.append(f"{name} {lead}{piece}{tail}".rstrip())
+    return "\n".join(lines)
+
+
 def render_pra(utts: Sequence[UttScore]) -> str:
     """All utterances in sclite `pra` style, sorted by id, separated by blank lines."""
     header = "attnasr alignments (sclite pra layout; errors upper-case, *** = missing word)\n\n"
@@ -191,9 +211,10 @@ def print_summary(report: ScoreReport, console: Console, worst: int = 5) -> None
                 cells += ["", ""]
         errors.add_row(*cells)
     console.print(errors)
+    width = max(40, console.width - 16)
     for utt in report.worst(worst):
         flags = f" [yellow]{', '.join(utt.health.names())}[/]" if utt.health else ""
         console.print(f"[bold]{utt.id}[/] errors {utt.errors}{flags}", highlight=False)
-        console.print(render_utterance(utt), highlight=False, markup=False)
+        console.print(render_error_window(utt, width), highlight=False, markup=False)
     for line in kaldi_lines(report):
         console.print(line, highlight=False)

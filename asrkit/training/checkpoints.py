@@ -48,6 +48,7 @@ class CheckpointKeeper:
         cfg: the resolved config stored in every checkpoint.
         tokenizer: stored in every checkpoint, so a checkpoint is self-contained.
         keep_best: how many epoch checkpoints to keep and average.
+        longest_training_seconds: stored in every checkpoint (bounds decoding segments).
     """
 
     def __init__(
@@ -57,6 +58,7 @@ class CheckpointKeeper:
         cfg: ExperimentConfig,
         tokenizer: Tokenizer,
         keep_best: int,
+        longest_training_seconds: float | None = None,
     ) -> None:
         self.dir = Path(exp_dir) / "checkpoints"
         self.final_path = Path(exp_dir) / "final.pt"
@@ -64,6 +66,7 @@ class CheckpointKeeper:
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.keep_best = max(1, keep_best)
+        self.longest_training_seconds = longest_training_seconds
         self.best: list[Candidate] = []
 
     @property
@@ -72,7 +75,14 @@ class CheckpointKeeper:
 
     def _save(self, path: Path, model: nn.Module, train_state: dict[str, Any] | None) -> None:
         try:
-            save_checkpoint(path, model, self.cfg, self.tokenizer, train_state=train_state)
+            save_checkpoint(
+                path,
+                model,
+                self.cfg,
+                self.tokenizer,
+                train_state=train_state,
+                longest_training_seconds=self.longest_training_seconds,
+            )
         except OSError as exc:
             raise UserError(
                 f"{path}: cannot save checkpoint ({exc.strerror or exc}); "

@@ -65,6 +65,8 @@ class TrainResult:
         epochs: epochs completed; steps: optimizer steps.
         audio_seconds_per_second: training throughput (audio seconds per wall second).
         stop_reason: "done", "early-stop", "budget" or "interrupted".
+        train_minutes: wall time of the training steps (validation excluded).
+        threads: torch CPU threads of the run (what the throughput was measured with).
     """
 
     exp_dir: Path
@@ -75,6 +77,8 @@ class TrainResult:
     steps: int
     audio_seconds_per_second: float
     stop_reason: str
+    train_minutes: float = 0.0
+    threads: int = 1
 
 
 def train(
@@ -143,7 +147,8 @@ def _train(
     model.to(device)
     train_loader, sampler = make_loader(data.train, cfg, info, shuffle=True)
     opt = _optimisation(cfg, model, len(sampler.batches), info, device)
-    keeper = CheckpointKeeper(exp_dir, model, cfg, data.tokenizer, cfg.train.keep_best)
+    longest = max(data.train.frames, default=0) * cfg.features.hop_ms / 1000.0
+    keeper = CheckpointKeeper(exp_dir, model, cfg, data.tokenizer, cfg.train.keep_best, longest)
     progress, state = Progress(), RunState()
     if saved is not None:
         model.load_state_dict(saved["model"])
@@ -222,6 +227,8 @@ def _finish(
         steps=progress.step,
         audio_seconds_per_second=speed,
         stop_reason=reason,
+        train_minutes=progress.train_seconds / 60.0,
+        threads=torch.get_num_threads(),
     )
     if ctx.info.is_main:
         summary = {k: str(v) if isinstance(v, Path) else v for k, v in result.__dict__.items()}

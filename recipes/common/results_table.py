@@ -22,18 +22,23 @@ def _row(path: Path) -> str:
     report = json.loads(path.read_text())
     config, result = exp / "config.yaml", exp / "train_result.json"
     kind = load_yaml(config).attention.kind if config.is_file() else "?"
-    epochs = json.loads(result.read_text())["epochs"] if result.is_file() else "?"
+    trained = json.loads(result.read_text()) if result.is_file() else {}
+    beam = report.get("decode", {}).get("beam", "?")
     rtf = "-" if report.get("rtf") is None else f"{report['rtf']:.3f}"
     cells = [
         exp.name,
         kind,
         test_set,
+        beam,
         f"{100 * report['wer']:.2f}",
         f"{100 * report['cer']:.2f}",
         f"{100 * report['ser']:.1f}",
         report["num_utterances"],
         report["num_words"],
-        epochs,
+        trained.get("epochs", "?"),
+        f"{trained['train_minutes']:.1f}" if "train_minutes" in trained else "?",
+        trained.get("threads", "?"),
+        f"{trained['audio_seconds_per_second']:.0f}" if trained else "?",
         rtf,
     ]
     return "| " + " | ".join(map(str, cells)) + " |"
@@ -76,9 +81,13 @@ def main() -> None:
         *([f"Command: `{args.command}`", ""] if args.command else []),
         f"Machine: {machine()}",
         "",
-        "| experiment | attention | test set | WER % | CER % | SER % | utts | words | epochs "
-        "| RTF |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "Columns: beam (1 = greedy), epochs and minutes of training (validation excluded), the "
+        "CPU threads it ran with, its throughput in audio seconds per second, and the decoding "
+        "real-time factor.",
+        "",
+        "| experiment | attention | test set | beam | WER % | CER % | SER % | utts | words "
+        "| epochs | train min | threads | audio s/s | RTF |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     atomic_write_text(args.out, "\n".join([*header, *table]) + "\n")
     print(f"wrote {args.out} ({len(table)} rows)")
