@@ -91,6 +91,9 @@ class ModelConfig:
     # subtract each utterance's own mean log-mel (per bin, over its frames) after global CMVN:
     # removes the level and microphone colouring of speakers and channels unseen in training
     utterance_cmn: bool = False
+    # width of the diagonal band of the guided-attention loss, as a share of the utterance
+    # (Tachibana et al. 2018); the loss weight and its schedule are train.guide_*
+    guide_sigma: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,11 @@ class TrainConfig:
     max_utt_seconds: float = 30.0  # longer training utterances are skipped (and counted)
     sampling_prob: float = 0.0  # scheduled sampling: final probability of feeding predictions
     sampling_warmup_epochs: int = 2  # scheduled sampling ramps in after this many epochs
+    # guided attention: penalise attention far from the diagonal (token share ~ time share)
+    # with this weight at the start, fading linearly to 0 over guide_epochs epochs; it gets an
+    # attention decoder past the stage where every token attends the same few frames
+    guide_weight: float = 0.0
+    guide_epochs: int = 4
     keep_best: int = 3  # best checkpoints kept (by dev WER) and averaged into the final model
     patience: int = 0  # early stopping after this many epochs without dev WER gain; 0 = off
     align_check_steps: int = 2000  # warn in plain words if attention is not aligned by then

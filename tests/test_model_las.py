@@ -9,11 +9,11 @@ import torch
 
 from asrkit.config import ConfigError
 from asrkit.model.attention import REGISTRY
-from asrkit.model.las import IGNORE, LAS, Batch, decoder_io
+from asrkit.model.las import IGNORE, LAS, Batch, decoder_io, guided_attention_loss
 from asrkit.testing import dummy_batch, tiny_config, tiny_model
 from asrkit.tokenizer import EOS_ID
 
-STATS = {"loss", "att_loss", "aux_loss", "ctc_loss", "acc", "tokens", "frames"}
+STATS = {"loss", "att_loss", "aux_loss", "ctc_loss", "guide_loss", "acc", "tokens", "frames"}
 
 
 def test_decoder_io_places_sos_and_eos() -> None:
@@ -99,6 +99,36 @@ def test_utterance_cmn_ignores_a_per_utterance_channel_offset_and_padding() -> N
     torch.testing.assert_close(shifted, base, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(alone[0], shifted[1, : alone.shape[1]], atol=1e-5, rtol=1e-4)
     assert (unnormalised - base).abs().max() > 1e-2
+
+
+def test_guided_attention_loss_is_low_on_the_diagonal_and_ignores_padding() -> None:
+    steps, frames = 10, 40
+    diagonal = torch.zeros(1, steps, frames)
+    diagonal[0, torch.arange(steps), (torch.arange(steps) * 4 + 2)] = 1.0
+    stuck = torch.zeros(1, steps, frames)
+    stuck[0, :, 5] = 1.0  # every token on one early frame: the pre-alignment failure
+    mask, lengths = torch.ones(1, steps, dtype=torch.bool), torch.tensor([frames])
+    low = guided_attention_loss(diagonal, mask, lengths, 0.2)
+    high = guided_attention_loss(stuck, mask, lengths, 0.2)
+    assert float(low) < 0.01 < 0.3 < float(high) < 1.0
+    # Extra padded steps and frames (zero weight, masked) change nothing.
+    padded = torch.nn.functional.pad(diagonal, (0, 7, 0, 3), value=0.0)
+    padded_mask = torch.nn.functional.pad(mask, (0, 3), value=False)
+    torch.testing.assert_close(guided_attention_loss(padded, padded_mask, lengths, 0.2), low)
+
+
+def test_guide_weight_adds_the_guided_loss_with_gradients_to_the_attention() -> None:
+    model = tiny_model("location").eval()
+    batch = dummy_batch(2)
+    torch.manual_seed(0)
+    plain, plain_stats = model(batch)
+    torch.manual_seed(0)
+    guided, stats = model(batch, guide_weight=2.0)
+    assert plain_stats["guide_loss"] == 0.0 and 0.0 < stats["guide_loss"] < 1.0
+    assert float(guided - plain) == pytest.approx(2.0 * stats["guide_loss"], rel=1e-4)
+    guided.backward()
+    grads = [p.grad for p in model.speller.attention.parameters() if p.grad is not None]
+    assert grads and any(float(g.abs().sum()) > 0 for g in grads)
 
 
 def test_teacher_forced_restores_training_mode_and_shapes() -> None:

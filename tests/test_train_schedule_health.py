@@ -14,7 +14,7 @@ from asrkit.testing import tiny_config, tiny_model
 from asrkit.tokenizer import CharTokenizer
 from asrkit.training.checkpoints import CheckpointKeeper
 from asrkit.training.health import alignment_health, is_aligned
-from asrkit.training.schedule import build_optimizer, lr_at, sampling_prob_at
+from asrkit.training.schedule import build_optimizer, guide_weight_at, lr_at, sampling_prob_at
 
 
 @pytest.mark.parametrize("decay", ["noam", "cosine", "constant"])
@@ -76,3 +76,9 @@ def test_keeper_keeps_the_best_k_and_averages_them(tmp_path: Path) -> None:
     final = torch.load(keeper.finalize(), weights_only=False)["model"]
     name = next(n for n, _ in model.named_parameters())
     assert torch.allclose(final[name], torch.full_like(final[name], 2.5))  # mean of epochs 2, 3
+
+
+def test_guide_weight_fades_linearly_to_zero() -> None:
+    cfg = TrainConfig(guide_weight=1.0, guide_epochs=4)
+    assert [guide_weight_at(e, cfg) for e in range(6)] == [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
+    assert guide_weight_at(0, TrainConfig()) == 0.0  # off by default

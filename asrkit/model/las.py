@@ -99,6 +99,33 @@ def subtract_utterance_mean(feats: Tensor, lengths: Tensor) -> Tensor:
     return feats - mean
 
 
+def guided_attention_loss(
+    weights: Tensor, step_mask: Tensor, enc_lengths: Tensor, sigma: float
+) -> Tensor:
+    """Mean attention mass off the diagonal band (Tachibana et al. 2018, guided attention).
+
+    Step u of U attends frame t of T at cost 1 - exp(-((t + 0.5)/T - (u + 0.5)/U)^2 / 2 sigma^2).
+
+    Args:
+        weights: (B, U, T') attention weights of the teacher-forced steps.
+        step_mask: (B, U) True on real output steps (eos included).
+        enc_lengths: (B,) valid encoder frames.
+        sigma: band width as a share of the utterance.
+
+    Returns:
+        Scalar in [0, 1): expected cost per output step.
+    """
+    steps = step_mask.sum(dim=1).clamp_min(1).float()  # (B,)
+    step_pos = (torch.arange(weights.shape[1], device=weights.device) + 0.5) / steps[:, None]
+    frame_pos = (torch.arange(weights.shape[2], device=weights.device) + 0.5) / enc_lengths[
+        :, None
+    ].clamp_min(1)
+    distance = frame_pos[:, None, :] - step_pos[:, :, None]  # (B, U, T')
+    cost = 1.0 - torch.exp(-(distance**2) / (2 * sigma**2))
+    per_step = (weights.float() * cost).sum(dim=2)  # (B, U)
+    return (per_step * step_mask).sum() / step_mask.sum().clamp_min(1)
+
+
 class LAS(nn.Module):
     """Listener + attention speller + optional CTC head.
 
@@ -118,6 +145,7 @@ class LAS(nn.Module):
         self.ctc_weight = cfg.model.ctc_weight
         self.label_smoothing = cfg.model.label_smoothing
         self.utterance_cmn = cfg.model.utterance_cmn
+        self.guide_sigma = cfg.model.guide_sigma
         self.listener = build_listener(cfg)
         self.subsampling: int = self.listener.subsampling
         memory_dim = self.listener.output_dim
@@ -149,17 +177,20 @@ class LAS(nn.Module):
             return None
         return F.log_softmax(self.ctc(enc).float(), dim=-1)
 
-    def forward(self, batch: Batch, sampling_prob: float = 0.0) -> tuple[Tensor, dict[str, float]]:
+    def forward(
+        self, batch: Batch, sampling_prob: float = 0.0, guide_weight: float = 0.0
+    ) -> tuple[Tensor, dict[str, float]]:
         """Training loss of a batch.
 
-        loss = (1 - w) * (label-smoothed CE + attention auxiliary loss) + w * CTC, with
-        w = `model.ctc_weight`. The CE is averaged over all output tokens of the batch
-        (eos included); the CTC term is `F.ctc_loss(reduction="mean")`: each utterance's loss
-        divided by its target length, averaged over the batch, so both terms are per token.
+        loss = (1 - w) * (label-smoothed CE + attention auxiliary loss) + w * CTC
+        + guide_weight * guided-attention loss, with w = `model.ctc_weight`. The CE is
+        averaged over all output tokens of the batch (eos included); the CTC term is
+        `F.ctc_loss(reduction="mean")`: each utterance's loss divided by its target length,
+        averaged over the batch, so both terms are per token.
 
         Returns:
-            (scalar loss, stats) with stats loss, att_loss, aux_loss, ctc_loss, acc (token
-            accuracy incl. eos), tokens (count incl. eos) and frames (input frames).
+            (scalar loss, stats) with stats loss, att_loss, aux_loss, ctc_loss, guide_loss,
+            acc (token accuracy incl. eos), tokens (count incl. eos) and frames (input frames).
         """
         enc, enc_lengths = self.encode(batch.feats, batch.feat_lengths)
         tokens_in, targets = decoder_io(batch.tokens, batch.token_lengths)
@@ -192,18 +223,22 @@ class LAS(nn.Module):
                 zero_infinity=True,  # an utterance shorter than its transcript contributes 0
             )
             loss = loss + self.ctc_weight * ctc_loss
+        guide = ce.new_zeros(())
+        if guide_weight > 0:
+            guide = guided_attention_loss(out.weights, valid, enc_lengths, self.guide_sigma)
+            loss = loss + guide_weight * guide
 
         correct = ((log_probs.argmax(dim=-1) == targets) & valid).sum()
-        values = torch.stack(
-            [loss.detach(), ce.detach(), aux.detach(), ctc_loss.detach(), correct, num_tokens]
-        ).tolist()  # one device sync for all stats
+        losses = [loss, ce, aux, ctc_loss, guide]
+        values = torch.stack([*(x.detach() for x in losses), correct, num_tokens]).tolist()
         stats = {
             "loss": values[0],
             "att_loss": values[1],
             "aux_loss": values[2],
             "ctc_loss": values[3],
-            "acc": values[4] / max(values[5], 1.0),
-            "tokens": values[5],
+            "guide_loss": values[4],
+            "acc": values[5] / max(values[6], 1.0),
+            "tokens": values[6],
             "frames": float(batch.feat_lengths.sum()),
         }
         return loss, stats

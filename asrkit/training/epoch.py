@@ -28,7 +28,7 @@ from asrkit.training.checkpoints import CheckpointKeeper
 from asrkit.training.experiment import Data
 from asrkit.training.loop import EvalResult, Optimisation, evaluate, train_one_epoch
 from asrkit.training.loop import Progress as LoopProgress
-from asrkit.training.schedule import sampling_prob_at
+from asrkit.training.schedule import guide_weight_at, sampling_prob_at
 
 
 @dataclass
@@ -129,13 +129,14 @@ def run_epoch(ctx: EpochContext, progress: LoopProgress, should_stop: Callable[[
             progress,
             device=ctx.device,
             sampling_prob=prob,
+            guide_weight=guide_weight_at(progress.epoch, cfg.train),
             should_stop=should_stop,
             on_step=on_step,
         )
 
 
 def _train_row(progress: LoopProgress, stats: dict[str, float], speed: float) -> dict[str, Any]:
-    keys = ("loss", "att_loss", "ctc_loss", "acc", "lr")
+    keys = ("loss", "att_loss", "ctc_loss", "guide_loss", "acc", "lr")
     return {
         "kind": "train",
         "epoch": progress.epoch + 1,

@@ -1,7 +1,8 @@
 """The training loop, written once and read top to bottom: `train_one_epoch` and `evaluate`.
 
-The model contract is `loss, stats = model(batch, sampling_prob)`; everything else here is the
-optimisation around it (mixed precision, accumulation, clipping, schedule) and bookkeeping.
+The model contract is `loss, stats = model(batch, sampling_prob, guide_weight)`; everything else
+here is the optimisation around it (mixed precision, accumulation, clipping, schedule) and
+bookkeeping.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def train_one_epoch(
     *,
     device: str,
     sampling_prob: float = 0.0,
+    guide_weight: float = 0.0,
     should_stop: Callable[[], bool] = lambda: False,
     on_step: Callable[[dict[str, float]], None] = lambda stats: None,
 ) -> bool:
@@ -89,7 +91,7 @@ def train_one_epoch(
         )
         with sync:
             with _autocast(device, opt.autocast_dtype):
-                loss, stats = model(batch, sampling_prob=sampling_prob)
+                loss, stats = model(batch, sampling_prob=sampling_prob, guide_weight=guide_weight)
             # Dividing by accum_steps makes k accumulated micro-batches one averaged batch.
             scaled = loss / opt.accum_steps
             (opt.scaler.scale(scaled) if opt.scaler else scaled).backward()

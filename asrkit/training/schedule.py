@@ -69,3 +69,14 @@ def sampling_prob_at(epoch: int, cfg: TrainConfig) -> float:
         return 0.0
     ramp = max(1, cfg.sampling_warmup_epochs)
     return cfg.sampling_prob * min(1.0, (epoch - cfg.sampling_warmup_epochs + 1) / ramp)
+
+
+def guide_weight_at(epoch: int, cfg: TrainConfig) -> float:
+    """Guided-attention loss weight for 0-based `epoch`: `guide_weight` fading linearly to 0.
+
+    The diagonal prior only has to start the alignment; kept on, it would fight the real
+    speaking rate (pauses, fast passages), so it is gone after `guide_epochs` epochs.
+    """
+    if cfg.guide_weight <= 0 or epoch >= cfg.guide_epochs:
+        return 0.0
+    return cfg.guide_weight * (1.0 - epoch / max(1, cfg.guide_epochs))
