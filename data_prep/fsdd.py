@@ -1,9 +1,14 @@
 """Connected-digit strings from the Free Spoken Digit Dataset: a fast real-speech task.
 
 FSDD holds isolated digits, `{digit}_{speaker}_{take}.wav` at 8 kHz. We join several recordings
-of ONE speaker with 100-300 ms of silence into strings such as "FOUR ONE NINE", resampled to
+of ONE speaker with 100-300 ms of quiet into strings such as "FOUR ONE NINE", resampled to
 16 kHz and written as WAV under `DATA_DIR/audio/<speaker>/`. `train.jsonl` holds five speakers,
 `test.jsonl` the sixth (theo), so the test measures speaker-independent recognition.
+
+Every take is scaled to the same RMS level and the quiet between takes is faint noise, not
+digital zeros: the speakers were recorded 15 dB apart (theo and yweweler at RMS ~0.01, the
+others ~0.05-0.09), and zero-valued gaps put a floor in the log-mel features that no real
+recording has, so a model could learn the recording level instead of the digit.
 
 Each speaker's recordings are shuffled with a seeded generator and consumed in turn (reshuffled
 when exhausted), so every recording is used once before any is used twice, and the same seed
@@ -43,6 +48,8 @@ TEST_SPEAKER = "theo"
 SAMPLE_RATE = 16000
 GAP_SECONDS = (0.1, 0.3)  # silence between two digits
 EDGE_SECONDS = 0.1  # silence before the first and after the last digit
+TAKE_RMS = 0.05  # every take is scaled to this RMS (about -26 dBFS), peaks kept below 0.99
+GAP_NOISE_RMS = 3e-4  # the quiet between takes: Gaussian noise about 44 dB below the speech
 _NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
 
 Take = tuple[int, Path]  # (digit, recording)
@@ -85,16 +92,29 @@ def plan_strings(
     return strings
 
 
+def _level(wave: np.ndarray) -> np.ndarray:
+    """A take scaled to TAKE_RMS, or less where that would push a peak past 0.99."""
+    rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64))))
+    peak = float(np.abs(wave).max())
+    gain = min(TAKE_RMS / max(rms, 1e-6), 0.99 / max(peak, 1e-6))
+    return (wave * gain).astype(np.float32)
+
+
 def _render(string: list[Take], waves: dict[Path, np.ndarray], rng: random.Random) -> np.ndarray:
-    """Concatenate the takes with random gaps: (N,) float32 at 16 kHz."""
-    edge = np.zeros(int(EDGE_SECONDS * SAMPLE_RATE), dtype=np.float32)
-    pieces = [edge]
+    """Level-normalised takes joined by faint noise: (N,) float32 at 16 kHz."""
+    noise = np.random.default_rng(rng.randrange(2**32))
+
+    def quiet(seconds: float) -> np.ndarray:
+        return (noise.standard_normal(int(seconds * SAMPLE_RATE)) * GAP_NOISE_RMS).astype(
+            np.float32
+        )
+
+    pieces = [quiet(EDGE_SECONDS)]
     for i, (_, path) in enumerate(string):
         if i:
-            gap = rng.uniform(*GAP_SECONDS)
-            pieces.append(np.zeros(int(gap * SAMPLE_RATE), dtype=np.float32))
-        pieces.append(waves[path])
-    pieces.append(edge)
+            pieces.append(quiet(rng.uniform(*GAP_SECONDS)))
+        pieces.append(_level(waves[path]))
+    pieces.append(quiet(EDGE_SECONDS))
     return np.clip(np.concatenate(pieces), -1.0, 1.0)
 
 

@@ -6,6 +6,7 @@ import os
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 from prepare_util import write_audio
@@ -123,6 +124,15 @@ def test_fsdd_digit_strings(mini_fsdd: Path, tmp_path: Path) -> None:
         assert info.samplerate == 16000 and Path(utt.audio).is_relative_to(tmp_path / "a" / "audio")
         # each take is >= 0.2 s, each gap >= 0.1 s: a lower bound that catches lost digits
         assert utt.duration > 0.2 * len(words) + 0.1 * (len(words) - 1)
+    # Every speaker at one level (theo was recorded ~15 dB below the others), no digital zeros.
+    levels = {}
+    for utt in train + test:
+        wave, _ = sf.read(utt.audio, dtype="float32")
+        assert (wave == 0).mean() < 0.1  # zero-valued gaps made up a third of a string
+        loud = wave[np.abs(wave) > 10 * 3e-4]  # the takes, not the quiet between them
+        levels.setdefault(utt.speaker, []).append(float(np.sqrt(np.mean(loud**2))))
+    means = [float(np.mean(v)) for v in levels.values()]
+    assert max(means) / min(means) < 1.6, levels
     again = prepare_fsdd(mini_fsdd, tmp_path / "b", strings_per_speaker=4, show_progress=False)
     second = read_manifest(again["train"].path)
     assert [u.text for u in second] == [u.text for u in train]  # same seed, same strings
