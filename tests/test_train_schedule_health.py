@@ -78,6 +78,19 @@ def test_keeper_keeps_the_best_k_and_averages_them(tmp_path: Path) -> None:
     assert torch.allclose(final[name], torch.full_like(final[name], 2.5))  # mean of epochs 2, 3
 
 
+def test_keeper_orders_epochs_at_or_above_100_percent_wer_by_dev_loss(tmp_path: Path) -> None:
+    # The mini run: epochs 5 and 8 had not aligned (WER 105%, 107%), epoch 10 had just aligned
+    # and looped in greedy decoding (WER 215%) with the lowest dev loss; the WER has no say.
+    model = tiny_model("dot", vocab_size=12)
+    tok = CharTokenizer(["<blank>", "<eos>", "<unk>", *"ABCDEFGHI"])
+    keeper = CheckpointKeeper(tmp_path, model, tiny_config("dot"), tok, keep_best=2)
+    for epoch, wer, cer, loss in [(5, 1.05, 0.85, 2.0), (8, 1.07, 0.79, 1.9), (10, 2.15, 1.5, 1.8)]:
+        keeper.add_epoch(epoch, wer, cer, loss=loss)
+    assert [c.epoch for c in keeper.best] == [10, 8]
+    keeper.add_epoch(11, 0.6, 0.3, loss=1.7)  # a real WER beats every garbage epoch
+    assert [c.epoch for c in keeper.best] == [11, 10]
+
+
 def test_guide_weight_fades_linearly_to_zero() -> None:
     cfg = TrainConfig(guide_weight=1.0, guide_epochs=4)
     assert [guide_weight_at(e, cfg) for e in range(6)] == [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]

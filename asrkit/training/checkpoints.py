@@ -27,16 +27,21 @@ from asrkit.tokenizer import Tokenizer
 
 @dataclass(frozen=True)
 class Candidate:
-    """A kept checkpoint: its file name under checkpoints/ and its dev WER and CER."""
+    """A kept checkpoint: its file name under checkpoints/ and its dev WER, CER and loss."""
 
     name: str
     wer: float
     epoch: int
-    cer: float = 0.0  # breaks WER ties (early epochs are often all at 100% WER)
+    cer: float = 0.0
+    loss: float = 0.0  # teacher-forced dev loss
 
     @property
-    def rank(self) -> tuple[float, float, int]:
-        return (self.wer, self.cer, -self.epoch)
+    def rank(self) -> tuple[float, float, float, int]:
+        # WER at or above 100% says nothing (a model that has not aligned yet, or has just
+        # aligned and still loops in greedy decoding, scores 105% and 215% alike): such epochs
+        # tie and are ordered by dev loss, which keeps falling, instead of by a noisy CER.
+        wer = min(self.wer, 1.0)
+        return (wer, self.cer if wer < 1.0 else 0.0, self.loss, -self.epoch)
 
 
 class CheckpointKeeper:
@@ -93,11 +98,13 @@ class CheckpointKeeper:
         """Write last.pt with the state needed to resume exactly."""
         self._save(self.last_path, self.model, train_state)
 
-    def add_epoch(self, epoch: int, wer: float, cer: float, partial: bool = False) -> bool:
+    def add_epoch(
+        self, epoch: int, wer: float, cer: float, partial: bool = False, loss: float = 0.0
+    ) -> bool:
         """Save the current weights as a candidate; returns True when it is among the best."""
         name = f"epoch-{epoch}-partial.pt" if partial else f"epoch-{epoch}.pt"
         others = [c for c in self.best if c.name != name]
-        ranked = sorted([*others, Candidate(name, wer, epoch, cer)], key=lambda c: c.rank)
+        ranked = sorted([*others, Candidate(name, wer, epoch, cer, loss)], key=lambda c: c.rank)
         keep = ranked[: self.keep_best]
         if all(c.name != name for c in keep):
             return False
@@ -120,7 +127,12 @@ class CheckpointKeeper:
         return self.final_path
 
     def state_dict(self) -> list[dict[str, Any]]:
-        return [{"name": c.name, "wer": c.wer, "epoch": c.epoch, "cer": c.cer} for c in self.best]
+        return [
+            {"name": c.name, "wer": c.wer, "epoch": c.epoch, "cer": c.cer, "loss": c.loss}
+            for c in self.best
+        ]
 
     def load_state_dict(self, rows: list[dict[str, Any]]) -> None:
-        self.best = [Candidate(r["name"], r["wer"], r["epoch"], r["cer"]) for r in rows]
+        self.best = [
+            Candidate(r["name"], r["wer"], r["epoch"], r["cer"], r.get("loss", 0.0)) for r in rows
+        ]

@@ -167,7 +167,7 @@ def end_of_epoch(
         improved = state.best_wer is None or (result.wer, result.cer) < best
         if improved:
             state.best_wer, state.best_cer = result.wer, result.cer
-        keeper.add_epoch(progress.epoch + 1, result.wer, result.cer, partial)
+        keeper.add_epoch(progress.epoch + 1, result.wer, result.cer, partial, result.loss)
         row = {**_dev_row(progress, result, scores), "partial": partial}
         append_metrics(ctx.exp_dir, row)
         if _plot_now(ctx.cfg, progress.epoch + 1):
