@@ -58,6 +58,12 @@ def test_health_scores_tell_diagonal_from_stuck_and_uniform_attention() -> None:
     assert alignment_health(stuck)["diagonality"] == 0.0 and not is_aligned(alignment_health(stuck))
     uniform = alignment_health(torch.full((10, 30), 1 / 30))
     assert uniform["focus"] == pytest.approx(1 / 30) and not is_aligned(uniform)
+    # A 12-frame window sliding down the diagonal: diagonal and monotonic, but not listening.
+    band = torch.zeros(20, 240)
+    for u in range(20):
+        band[u, u * 12 : u * 12 + 12] = 1 / 12
+    wide = alignment_health(band)
+    assert wide["diagonality"] > 0.99 and wide["monotonicity"] == 1.0 and not is_aligned(wide)
     backwards = alignment_health(diagonal.flip(0))
     assert backwards["diagonality"] < -0.99 and backwards["monotonicity"] < 0.2
 
