@@ -55,9 +55,12 @@ class LoadedModel:
     longest_training_seconds: float | None = None
 
     def decode_options(self, **overrides: object) -> DecodeOptions:
-        """The config's decode options with overrides (None = keep), segments cut to what the
-        model has seen: an attention decoder given audio longer than any training utterance
-        tends to lose its place and loop."""
+        """The config's decode options with overrides (None = keep the config's value).
+
+        Unless overridden, audio is cut into segments no longer than the longest training
+        utterance (at least 2 s): an attention decoder given longer audio than it was trained
+        on tends to lose its place and loop.
+        """
         from asrkit.decoding.options import DecodeOptions
 
         opts = DecodeOptions.from_config(self.config.decode, **overrides)

@@ -105,7 +105,7 @@ def _backward_jumps(peaks: np.ndarray, sink_start: int) -> tuple[int, int]:
         in_sink = previous >= sink_start
         if not in_sink:
             last_read = previous
-        elif current < previous:
+        elif current < sink_start:
             returns += 1
         largest = max(largest, (last_read if in_sink else previous) - current)
     return largest, returns
