@@ -111,6 +111,8 @@ def test_guided_attention_loss_is_low_on_the_diagonal_and_ignores_padding() -> N
     low = guided_attention_loss(diagonal, mask, lengths, 0.2)
     high = guided_attention_loss(stuck, mask, lengths, 0.2)
     assert float(low) < 0.01 < 0.3 < float(high) < 1.0
+    nowhere = torch.zeros(1, steps, frames)  # monotonic attention that stopped nowhere
+    assert float(guided_attention_loss(nowhere, mask, lengths, 0.2)) == 1.0
     # Extra padded steps and frames (zero weight, masked) change nothing.
     padded = torch.nn.functional.pad(diagonal, (0, 7, 0, 3), value=0.0)
     padded_mask = torch.nn.functional.pad(mask, (0, 3), value=False)

@@ -105,6 +105,8 @@ def guided_attention_loss(
     """Mean attention mass off the diagonal band (Tachibana et al. 2018, guided attention).
 
     Step u of U attends frame t of T at cost 1 - exp(-((t + 0.5)/T - (u + 0.5)/U)^2 / 2 sigma^2).
+    Mass a step puts on no frame at all (monotonic attention's weights may sum to less than 1)
+    costs 1: otherwise monotonic attention learns to attend nowhere, which costs nothing.
 
     Args:
         weights: (B, U, T') attention weights of the teacher-forced steps.
@@ -122,7 +124,9 @@ def guided_attention_loss(
     ].clamp_min(1)
     distance = frame_pos[:, None, :] - step_pos[:, :, None]  # (B, U, T')
     cost = 1.0 - torch.exp(-(distance**2) / (2 * sigma**2))
-    per_step = (weights.float() * cost).sum(dim=2)  # (B, U)
+    weights = weights.float()
+    missing = (1.0 - weights.sum(dim=2)).clamp_min(0.0)  # (B, U)
+    per_step = (weights * cost).sum(dim=2) + missing  # (B, U)
     return (per_step * step_mask).sum() / step_mask.sum().clamp_min(1)
 
 
