@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from asrkit.config import ConfigError, ExperimentConfig
 from asrkit.model.attention import build_attention
+from asrkit.model.attention.base import valid_mask
 from asrkit.model.encoders import SelfAttentionEncoder
 from asrkit.model.listener import PyramidalListener
 from asrkit.model.speller import Speller, SpellerOutput
@@ -93,7 +94,7 @@ def subtract_utterance_mean(feats: Tensor, lengths: Tensor) -> Tensor:
 
     Padding does not enter the mean, so a padded item gets the same values as alone.
     """
-    valid = (torch.arange(feats.shape[1], device=feats.device) < lengths[:, None]).unsqueeze(-1)
+    valid = valid_mask(lengths, feats.shape[1]).unsqueeze(-1)  # (B, T, 1)
     total = (feats * valid).sum(dim=1, keepdim=True)
     mean = total / lengths.clamp_min(1).to(feats.dtype)[:, None, None]
     return feats - mean
