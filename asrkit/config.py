@@ -133,7 +133,7 @@ class TrainConfig:
     guide_weight: float = 0.0
     guide_epochs: int = 4
     keep_best: int = 3  # best checkpoints kept (by dev WER) and averaged into the final model
-    patience: int = 0  # early stopping after this many epochs without dev WER gain; 0 = off
+    patience: int = 0  # early stopping after this many epochs without a better dev epoch; 0 = off
     align_check_steps: int = 2000  # warn in plain words if attention is not aligned by then
     num_workers: int = 0  # data-loader workers
     seed: int = 0

@@ -13,6 +13,7 @@ from asrkit.io import UserError
 from asrkit.testing import tiny_config, tiny_model
 from asrkit.tokenizer import CharTokenizer
 from asrkit.training.checkpoints import CheckpointKeeper
+from asrkit.training.epoch import RunState, record_if_best
 from asrkit.training.health import alignment_health, is_aligned
 from asrkit.training.schedule import build_optimizer, guide_weight_at, lr_at, sampling_prob_at
 
@@ -95,6 +96,17 @@ def test_keeper_orders_epochs_at_or_above_100_percent_wer_by_dev_loss(tmp_path: 
     assert [c.epoch for c in keeper.best] == [10, 8]
     keeper.add_epoch(11, 0.6, 0.3, loss=1.7)  # a real WER beats every garbage epoch
     assert [c.epoch for c in keeper.best] == [11, 10]
+
+
+def test_early_stopping_counts_a_lower_dev_loss_at_100_percent_wer_as_progress() -> None:
+    # Early stopping ranks epochs as the keeper does: while greedy decoding still loops
+    # (WER >= 100%), a falling dev loss is progress; the first real WER beats all of them.
+    state = RunState()
+    scores = [(1.05, 0.85, 2.0), (1.07, 0.79, 1.9), (2.15, 1.5, 1.8), (1.01, 0.7, 1.85)]
+    assert [record_if_best(state, *s) for s in scores] == [True, True, True, False]
+    assert (state.best_wer, state.best_loss) == (2.15, 1.8)
+    assert record_if_best(state, 0.6, 0.3, 1.9)
+    assert not record_if_best(state, 0.6, 0.35, 1.0)  # CER breaks a WER tie, not the loss
 
 
 def test_guide_weight_fades_linearly_to_zero() -> None:

@@ -25,6 +25,21 @@ from asrkit.io import UserError
 from asrkit.tokenizer import Tokenizer
 
 
+def dev_rank(wer: float, cer: float, loss: float) -> tuple[float, float, float]:
+    """Sort key of an epoch's dev scores (lower is better), shared by the checkpoint keeper
+    and early stopping.
+
+    WER at or above 100% says nothing (a model that has not aligned yet, or has just aligned
+    and still loops in greedy decoding, scores 105% and 215% alike): such epochs tie and are
+    ordered by the teacher-forced dev loss, which keeps falling, instead of by a noisy CER.
+
+    >>> dev_rank(2.15, 0.9, 1.2) < dev_rank(1.05, 0.6, 1.4)
+    True
+    """
+    capped = min(wer, 1.0)
+    return (capped, cer if capped < 1.0 else 0.0, loss)
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A kept checkpoint: its file name under checkpoints/ and its dev WER, CER and loss."""
@@ -37,11 +52,7 @@ class Candidate:
 
     @property
     def rank(self) -> tuple[float, float, float, int]:
-        # WER at or above 100% says nothing (a model that has not aligned yet, or has just
-        # aligned and still loops in greedy decoding, scores 105% and 215% alike): such epochs
-        # tie and are ordered by dev loss, which keeps falling, instead of by a noisy CER.
-        wer = min(self.wer, 1.0)
-        return (wer, self.cer if wer < 1.0 else 0.0, self.loss, -self.epoch)
+        return (*dev_rank(self.wer, self.cer, self.loss), -self.epoch)
 
 
 class CheckpointKeeper:

@@ -4,6 +4,7 @@ metrics and checkpoints (what `run.train` repeats)."""
 from __future__ import annotations
 
 import json
+import math
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from asrkit.decoding.options import DecodeOptions
 from asrkit.io import read_jsonl
 from asrkit.model.las import LAS, Batch
 from asrkit.training import distributed, health
-from asrkit.training.checkpoints import CheckpointKeeper
+from asrkit.training.checkpoints import CheckpointKeeper, dev_rank
 from asrkit.training.experiment import Data
 from asrkit.training.loop import EvalResult, Optimisation, evaluate, train_one_epoch
 from asrkit.training.loop import Progress as LoopProgress
@@ -37,7 +38,8 @@ class RunState:
 
     best_wer: float | None = None
     best_cer: float | None = None
-    bad_epochs: int = 0  # epochs without dev WER improvement (early stopping)
+    best_loss: float | None = None  # dev loss of the best epoch (ranks epochs at >= 100% WER)
+    bad_epochs: int = 0  # epochs without a better dev rank (early stopping)
     warned_alignment: bool = False
     health: list[dict[str, float]] = field(default_factory=list)
 
@@ -153,7 +155,8 @@ def end_of_epoch(
     state: RunState,
     partial: bool = False,
 ) -> bool:
-    """Validate, plot, log and keep checkpoints (rank 0); True if the dev WER improved.
+    """Validate, plot, log and keep checkpoints (rank 0); True if the epoch ranks best so far
+    (by `dev_rank`, the order the checkpoint keeper uses).
 
     `partial`: the epoch was cut short by the time budget; its checkpoint is named
     `epoch-<n>-partial.pt` so the completed epoch of a resumed run does not replace it.
@@ -162,11 +165,7 @@ def end_of_epoch(
     if ctx.info.is_main:
         result = _validate(ctx)
         scores = _plots(ctx, state, progress.epoch + 1)
-        # CER breaks WER ties: early epochs often all sit at 100% WER.
-        best = (state.best_wer, state.best_cer)
-        improved = state.best_wer is None or (result.wer, result.cer) < best
-        if improved:
-            state.best_wer, state.best_cer = result.wer, result.cer
+        improved = record_if_best(state, result.wer, result.cer, result.loss)
         keeper.add_epoch(progress.epoch + 1, result.wer, result.cer, partial, result.loss)
         row = {**_dev_row(progress, result, scores), "partial": partial}
         append_metrics(ctx.exp_dir, row)
@@ -175,6 +174,16 @@ def end_of_epoch(
             health.plot_curves(ctx.exp_dir / "plots" / "curves.png", rows)
         _report(ctx, state, row, progress.step)
     return distributed.any_rank(improved, ctx.info, ctx.device)
+
+
+def record_if_best(state: RunState, wer: float, cer: float, loss: float) -> bool:
+    """Keep the epoch's dev scores in `state` if they rank best so far; True if they did."""
+    if state.best_wer is not None:
+        best = dev_rank(state.best_wer, state.best_cer or 0.0, state.best_loss or math.inf)
+        if dev_rank(wer, cer, loss) >= best:
+            return False
+    state.best_wer, state.best_cer, state.best_loss = wer, cer, loss
+    return True
 
 
 def _validate(ctx: EpochContext) -> EvalResult:

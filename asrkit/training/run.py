@@ -235,7 +235,7 @@ def _finish(
         atomic_write_json(ctx.exp_dir / "train_result.json", summary)
         messages = {
             "done": "training finished",
-            "early-stop": f"stopped early: no dev WER gain for {ctx.cfg.train.patience} epochs",
+            "early-stop": f"stopped early: no better dev epoch for {ctx.cfg.train.patience} epochs",
             "budget": f"stopped at the time budget ({ctx.cfg.train.max_minutes:g} min)",
             "interrupted": "interrupted: progress saved",
         }
