@@ -157,6 +157,9 @@ class DecodeConfig:
     repeat_copies: int = 4  # loop guard: this back-to-back copy of a cycle is blocked
     batch_size: int = 16
     max_segment_seconds: float = 20.0  # longer audio is cut at quiet points
+    # CTC prefix scoring only within this many encoder frames of the attention peak (a step
+    # then costs O(window), not O(T)); 0 = every frame (exact).
+    ctc_window: int = 0
 
 
 @dataclass(frozen=True)

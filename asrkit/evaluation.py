@@ -125,6 +125,7 @@ class ModelOptions:
     batch_size: int | None = None
     device: str = "cpu"
     progress: bool = True
+    ctc_window: int | None = None
 
 
 def evaluate_model(
@@ -142,7 +143,7 @@ def evaluate_model(
         manifest: JSON-lines manifest with reference texts, speakers and durations.
         out_dir: output folder; also receives `plots/<id>.png` for the worst utterances.
         opts: normaliser, bootstrap, worst-k, comparison, overwrite.
-        decode: beam, CTC weight, batch size, device.
+        decode: beam, CTC weight and window, batch size, device.
         console: where progress and tables go.
 
     Raises:
@@ -161,6 +162,7 @@ def evaluate_model(
         beam=decode.beam,
         ctc_weight=decode.ctc_weight,
         batch_size=decode.batch_size,
+        ctc_window=decode.ctc_window,
     )
     transcripts, timing = decode_utterances(
         loaded, utts, search, progress=decode.progress, console=console

@@ -104,6 +104,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=64, help="dev utterances")
     parser.add_argument("--beam", type=int, default=8)
     parser.add_argument("--ctc-weight", type=float, default=0.3)
+    parser.add_argument("--ctc-window", type=int, default=0, help="CTC frames around attention")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -115,7 +116,11 @@ def main() -> None:
         loaded.config.decode, batch_size=args.batch_size, beam=1, ctc_weight=0.0
     )
     beam = DecodeOptions.from_config(
-        loaded.config.decode, batch_size=args.batch_size, beam=args.beam, ctc_weight=args.ctc_weight
+        loaded.config.decode,
+        batch_size=args.batch_size,
+        beam=args.beam,
+        ctc_weight=args.ctc_weight,
+        ctc_window=args.ctc_window,
     )
     results = {
         "host": f"{platform.processor() or platform.machine()}, {args.threads} thread(s), fp32",

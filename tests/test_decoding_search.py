@@ -25,10 +25,11 @@ def _single(model, batch, i, opts):
     return beam_search(model, feats, batch.feat_lengths[i : i + 1], opts)[0]
 
 
+@pytest.mark.parametrize("ctc_window", [0, 2])
 @pytest.mark.parametrize("kind", KINDS)
-def test_batched_beam_equals_unbatched(kind: str) -> None:
+def test_batched_beam_equals_unbatched(kind: str, ctc_window: int) -> None:
     model, batch = tiny_model(kind), dummy_batch(batch_size=4)
-    opts = DecodeOptions(beam=4, ctc_weight=0.3, max_len_ratio=1.0)
+    opts = DecodeOptions(beam=4, ctc_weight=0.3, max_len_ratio=1.0, ctc_window=ctc_window)
     batched = beam_search(model, batch.feats, batch.feat_lengths, opts)
     for i, hyp in enumerate(batched):
         alone = _single(model, batch, i, opts)

@@ -35,6 +35,12 @@ def transcribe(
     ctc_weight: Annotated[
         float | None, typer.Option("--ctc-weight", help="Joint CTC weight in beam search.")
     ] = None,
+    ctc_window: Annotated[
+        int | None,
+        typer.Option(
+            "--ctc-window", help="CTC scoring within N encoder frames of the attention (0 = all)."
+        ),
+    ] = None,
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = (
         OutputFormat.txt
     ),
@@ -60,6 +66,7 @@ def transcribe(
     overrides = {
         "beam": beam,
         "ctc_weight": ctc_weight,
+        "ctc_window": ctc_window,
         "batch_size": batch_size,
         "timestamps": timestamps.value,
     }

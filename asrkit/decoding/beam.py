@@ -36,6 +36,7 @@ from asrkit.tokenizer import EOS_ID, Tokenizer
 
 if TYPE_CHECKING:
     from asrkit.model.las import LAS
+    from asrkit.model.speller import SpellerStep
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,9 @@ def beam_search(
         ctc_lp = model.ctc_log_probs(enc) if opts.ctc_weight > 0 else None
         scorer = None
         if ctc_lp is not None:
-            scorer = CTCPrefixScorer(ctc_lp.index_select(0, rows), enc_lengths[rows])
+            scorer = CTCPrefixScorer(
+                ctc_lp.index_select(0, rows), enc_lengths[rows], opts.ctc_window
+            )
         min_len, max_len = length_limits(enc_lengths[rows], opts)
         if scorer is not None:  # CTC emits at most one label per frame
             max_len = max_len.minimum(enc_lengths[rows])
@@ -121,7 +124,7 @@ def beam_search(
         while beams.items:
             out = model.speller.step(prev, state, mem, "eval")
             weights.append(out.weights)
-            parent, prev = _advance(beams, out.logits, scorer, opts, ended, len(weights) - 1)
+            parent, prev = _advance(beams, out, scorer, opts, ended, len(weights) - 1)
             state = reorder_state(out.state, parent)
             keep = _finished_blocks(beams, ended, k)
             if keep is not None:
@@ -140,7 +143,7 @@ def beam_search(
 
 def _advance(
     beams: _Beams,
-    logits: Tensor,
+    out: SpellerStep,
     scorer: CTCPrefixScorer | None,
     opts: DecodeOptions,
     ended: list[list[_Ended]],
@@ -148,17 +151,21 @@ def _advance(
 ) -> tuple[Tensor, Tensor]:
     """Score every extension, record finished ones, keep K per utterance.
 
+    Args:
+        out: the speller's step for every row (logits; attention weights place the CTC window).
+
     Returns:
         parent (N,) row of each new row in the previous layout, and its new token (N,).
     """
     k, blocks = opts.beam, len(beams.items)
-    log_probs = torch.log_softmax(logits.double(), dim=-1)  # (N, V)
+    log_probs = torch.log_softmax(out.logits.double(), dim=-1)  # (N, V)
     allowed = constrain(log_probs, beams.history, beams.min_len, beams.max_len, opts)
     if scorer is not None and beams.ctc is not None:
         count = min(opts.candidates, allowed.shape[1])
         candidates = allowed.topk(count, dim=1).indices  # (N, C) pre-beam by attention
         att = allowed.gather(1, candidates)
-        increments, r = scorer.score(beams.ctc, candidates)
+        peaks = out.weights.argmax(dim=1) if opts.ctc_window > 0 else None
+        increments, r = scorer.score(beams.ctc, candidates, peaks)
         increments = increments.double()
         w = opts.ctc_weight
         joint = (1 - w) * att + w * increments
@@ -215,7 +222,8 @@ def _compact(beams: _Beams, keep: Tensor, scorer: CTCPrefixScorer | None, k: int
     if scorer is not None and beams.ctc is not None:
         scorer.index_select(keep)
         c = beams.ctc
-        beams.ctc = CTCPrefixState(c.r[:, :, keep], c.log_psi[keep], c.last[keep], c.length)
+        peak = c.peak[keep] if c.peak is not None else None
+        beams.ctc = CTCPrefixState(c.r[:, :, keep], c.log_psi[keep], c.last[keep], c.length, peak)
 
 
 def _trace(

@@ -9,6 +9,12 @@ candidate c to g costs one pass over the frames, vectorised here over every hypo
 Padding trick: beyond an utterance's last frame the blank log-prob is set to 0 and every label
 to -inf, so r^b simply carries its final value forward and r^n dies. Then the end-of-sentence
 score is always read at the last padded frame, and padded and unpadded batches agree.
+
+Attention window (`margin` > 0, ESPnet's `ctc_window_margin` idea, made per row): the new label
+may only be emitted within `margin` frames of where the attention looks at this step and the
+last step, so a step costs O(window) frames instead of O(T). After the window the prefix is
+continued by blanks only (a closed form), which keeps <eos> and later labels reachable. Each row
+uses its own window, so results still do not depend on what else is in the batch.
 """
 
 from __future__ import annotations
@@ -32,12 +38,32 @@ class CTCPrefixState:
         log_psi: (N,) log prefix probability of each prefix.
         last: (N,) long, last label of each prefix (-1 for the empty prefix).
         length: number of labels in every prefix (all rows advance together).
+        peak: (N,) long, attention peak of the step that emitted the last label (-1: none);
+            used by the attention window.
     """
 
     r: Tensor
     log_psi: Tensor
     last: Tensor
     length: int
+    peak: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Extensions:
+    """Forward variables of every scored extension, over the frames the step computed.
+
+    Attributes:
+        r: (W, 2, N, C) log r^n and log r^b for frames [base, base + W).
+        base: first frame of `r`.
+        end: (N,) one past the last frame where each row's label could be emitted.
+        peaks: (N,) attention peaks the window was placed at, or None.
+    """
+
+    r: Tensor
+    base: int
+    end: Tensor
+    peaks: Tensor | None
 
 
 class CTCPrefixScorer:
@@ -46,6 +72,7 @@ class CTCPrefixScorer:
     Args:
         log_probs: (N, T, V) CTC log-softmax outputs, one row per hypothesis.
         lengths: (N,) valid frames per row.
+        margin: attention window half-width in frames; 0 scores every frame (exact).
 
     Example:
         >>> scorer = CTCPrefixScorer(torch.randn(2, 5, 4).log_softmax(-1), torch.tensor([5, 3]))
@@ -55,14 +82,19 @@ class CTCPrefixScorer:
         torch.Size([2, 2])
     """
 
-    def __init__(self, log_probs: Tensor, lengths: Tensor) -> None:
+    def __init__(self, log_probs: Tensor, lengths: Tensor, margin: int = 0) -> None:
         rows, frames, _ = log_probs.shape
         beyond = torch.arange(frames, device=log_probs.device)[None, :] >= lengths[:, None]
         x = log_probs.float().masked_fill(beyond.unsqueeze(2), LOG_ZERO)
         x[..., BLANK_ID] = x[..., BLANK_ID].masked_fill(beyond, 0.0)
         self.x = x.transpose(0, 1).contiguous()  # (T, N, V): the loop runs over time
+        # blank_sum[t] = sum of log blank over frames < t: blank-only continuations in O(1).
+        blank = self.x[:, :, BLANK_ID].double()
+        self.blank_sum = torch.cat([blank.new_zeros(1, rows), blank.cumsum(0)]).float()
+        self.lengths = lengths
         self.frames = frames
         self.rows = rows
+        self.margin = margin
 
     def initial_state(self) -> CTCPrefixState:
         """The empty prefix: all-blank paths, psi = 1."""
@@ -75,53 +107,86 @@ class CTCPrefixScorer:
     def index_select(self, index: Tensor) -> None:
         """Keep only (or repeat) rows `index` of the posteriors (finished utterances leave)."""
         self.x = self.x.index_select(1, index)
+        self.blank_sum = self.blank_sum.index_select(1, index)
+        self.lengths = self.lengths.index_select(0, index)
         self.rows = index.numel()
 
-    def score(self, state: CTCPrefixState, candidates: Tensor) -> tuple[Tensor, Tensor]:
+    def window(self, state: CTCPrefixState, peaks: Tensor | None) -> tuple[Tensor, Tensor]:
+        """(N,) first and (N,) one-past-last frame where each row's new label may be emitted.
+
+        Without a margin (or attention peaks) that is [length, T): label number `length` needs
+        as many frames before it. With one: also within `margin` frames of this step's and
+        the previous label's attention peaks (both, so a step parked on the end-of-audio sink
+        does not lose the place it was reading).
+        """
+        first = torch.full((self.rows,), state.length, device=self.x.device)
+        end = torch.full((self.rows,), self.frames, device=self.x.device)
+        if self.margin <= 0 or peaks is None:
+            return first, end
+        previous = state.peak if state.peak is not None else peaks
+        previous = torch.where(previous < 0, peaks, previous)
+        first = first.maximum(torch.minimum(peaks, previous) - self.margin)
+        end = end.minimum(torch.maximum(peaks, previous) + self.margin + 1)
+        return first, end.minimum(self.lengths).maximum(first + 1)
+
+    def score(
+        self, state: CTCPrefixState, candidates: Tensor, peaks: Tensor | None = None
+    ) -> tuple[Tensor, Extensions]:
         """Log-prob increments log psi(g + c) - log psi(g) for each candidate c.
 
         Args:
             state: the prefixes g, N rows.
             candidates: (N, C) long label ids; EOS_ID scores the complete sequence g.
+            peaks: (N,) long attention peak of this step per row (used with a margin).
 
         Returns:
-            increments (N, C), and the forward variables r (T, 2, N, C) of the extended
-            prefixes (pass them to `select`).
+            increments (N, C), and the forward variables of the extended prefixes (pass them
+            to `select`).
         """
-        frames, rows, count = self.frames, self.rows, candidates.shape[1]
-        xs = torch.gather(self.x, 2, candidates.unsqueeze(0).expand(frames, -1, -1))  # (T,N,C)
-        blank = self.x[:, :, BLANK_ID].unsqueeze(2)  # (T, N, 1)
-        r_sum = torch.logaddexp(state.r[:, 0], state.r[:, 1])  # (T, N)
+        rows, count = self.rows, candidates.shape[1]
+        first, end = self.window(state, peaks)
+        start = max(int(first.min()), 1)  # first frame the loop computes
+        stop = min(int(end.max()), self.frames)
+        base = start - 1  # frame of z[0]: the loop reads one frame back
+        width = max(stop - base, 1)
+        frame = torch.arange(base, base + width, device=self.x.device).view(-1, 1, 1)
+        x = self.x[base : base + width]
+        xs = torch.gather(x, 2, candidates.unsqueeze(0).expand(width, -1, -1))  # (W, N, C)
+        blank = x[:, :, BLANK_ID].unsqueeze(2)  # (W, N, 1)
+        r_prev = state.r[base : base + width]
+        r_sum = torch.logaddexp(r_prev[:, 0], r_prev[:, 1])  # (W, N)
         # A repeated label needs a blank in between: only r^b paths may be extended by it.
         repeat = (candidates == state.last.unsqueeze(1)).unsqueeze(0)  # (1, N, C)
         # z[t] = (phi_t, r^n_t, r^b_t): both recursions read (r^n_{t-1}; phi_{t-1} or r^b_{t-1}),
         # i.e. z[t-1, 1:2] against the strided pair z[t-1, 0::2], so one frame is 2 tensor ops
         # written in place (the loop is per-step Python overhead, most of a small batch's time).
-        z = torch.full((frames, 3, rows, count), LOG_ZERO, device=xs.device)
-        z[:, 0] = torch.where(repeat, state.r[:, 1].unsqueeze(2), r_sum.unsqueeze(2))
-        log_phi, r = z[:, 0], z[:, 1:]  # (T, N, C), (T, 2, N, C) views
-        emit = torch.stack([xs, blank.expand_as(xs)], dim=1)  # (T, 2, N, C)
-        if state.length == 0:
-            r[0, 0] = xs[0]
-        start = max(state.length, 1)
-        for t in range(start, frames):
+        z = torch.full((width, 3, rows, count), LOG_ZERO, device=xs.device)
+        phi = torch.where(repeat, r_prev[:, 1].unsqueeze(2), r_sum.unsqueeze(2))
+        # phi_{t-1} feeds an emission at t: only emissions inside [first, end) are allowed.
+        outside = (frame < first.view(1, -1, 1) - 1) | (frame >= end.view(1, -1, 1) - 1)
+        z[:, 0] = phi.masked_fill(outside, LOG_ZERO)
+        log_phi, r = z[:, 0], z[:, 1:]  # (W, N, C), (W, 2, N, C) views
+        emit = torch.stack([xs, blank.expand_as(xs)], dim=1)  # (W, 2, N, C)
+        if base == 0 and state.length == 0:  # the first label may be emitted at frame 0
+            r[0, 0] = xs[0].masked_fill((first > 0).unsqueeze(1), LOG_ZERO)
+        for t in range(1, stop - base):
             torch.add(torch.logaddexp(z[t - 1, 1:2], z[t - 1, 0::2]), emit[t], out=r[t])
-        if start <= frames:
-            # psi(g + c) = sum_t phi_{t-1} x_t(c), plus paths that emitted c at frame start-1.
-            emitted = log_phi[start - 1 : frames - 1] + xs[start:]
-            log_psi = torch.logsumexp(torch.cat([r[start - 1, 0].unsqueeze(0), emitted]), dim=0)
+        if start < stop:
+            # psi(g + c) = sum_t phi_{t-1} x_t(c), plus paths that emitted c at frame base.
+            emitted = log_phi[: width - 1] + xs[1:]
+            log_psi = torch.logsumexp(torch.cat([r[0, 0].unsqueeze(0), emitted]), dim=0)
         else:  # more labels than frames: no CTC path left
             log_psi = torch.full((rows, count), LOG_ZERO, device=xs.device)
-        is_eos = candidates == EOS_ID
-        log_psi = torch.where(is_eos, r_sum[-1].unsqueeze(1).expand(-1, count), log_psi)
+        complete = torch.logaddexp(state.r[-1, 0], state.r[-1, 1])  # g itself, at the end
+        log_psi = torch.where(candidates == EOS_ID, complete.unsqueeze(1), log_psi)
         log_psi = log_psi.masked_fill(candidates == BLANK_ID, LOG_ZERO)
-        return log_psi - state.log_psi.unsqueeze(1), r
+        return log_psi - state.log_psi.unsqueeze(1), Extensions(r, base, end, peaks)
 
     def select(
         self,
         state: CTCPrefixState,
         increments: Tensor,
-        r: Tensor,
+        ext: Extensions,
         rows: Tensor,
         cols: Tensor,
         labels: Tensor,
@@ -130,8 +195,23 @@ class CTCPrefixScorer:
 
         Args:
             state: the prefixes that were scored.
-            increments: (N, C) and r (T, 2, N, C), as returned by `score`.
+            increments: (N, C) and ext, as returned by `score`.
             rows, cols, labels: (M,) chosen parent row, candidate column and label id.
         """
         log_psi = state.log_psi[rows] + increments[rows, cols]
-        return CTCPrefixState(r[:, :, rows, cols], log_psi, labels, state.length + 1)
+        chosen = ext.r[:, :, rows, cols]  # (W, 2, M)
+        r = torch.full((self.frames, 2, rows.numel()), LOG_ZERO, device=chosen.device)
+        r[ext.base : ext.base + chosen.shape[0]] = chosen
+        end = ext.end[rows]
+        if bool((end < self.frames).any()):  # after the window: blanks only, in closed form
+            frame = torch.arange(self.frames, device=r.device).unsqueeze(1)  # (T, 1)
+            column = torch.arange(rows.numel(), device=r.device)
+            last = (end - 1).clamp_min(0)
+            total = torch.logaddexp(r[last, 0, column], r[last, 1, column])  # (M,)
+            blanks = self.blank_sum[:, rows]  # (T + 1, M)
+            tail = total + blanks[1:] - blanks[end, column]
+            beyond = frame >= end.unsqueeze(0)
+            r[:, 0] = r[:, 0].masked_fill(beyond, LOG_ZERO)
+            r[:, 1] = torch.where(beyond, tail, r[:, 1])
+        peak = ext.peaks[rows] if ext.peaks is not None else None
+        return CTCPrefixState(r, log_psi, labels, state.length + 1, peak)

@@ -41,6 +41,9 @@ class DecodeOptions:
         timestamps: word times from "attention", "ctc" forced alignment, or "auto" (CTC when
             the model has a CTC head).
         pre_beam: candidates per hypothesis rescored by CTC (0 = 1.5 x beam, as in ESPnet).
+        ctc_window: CTC prefix scoring only within this many encoder frames of the attention
+            peaks of the step and of the previous label (O(window) per step instead of O(T));
+            0 scores every frame (exact).
     """
 
     beam: int = 1
@@ -55,6 +58,7 @@ class DecodeOptions:
     max_segment_seconds: float = 20.0
     timestamps: Timestamps = "auto"
     pre_beam: int = 0
+    ctc_window: int = 0
 
     def __post_init__(self) -> None:
         if self.beam < 1:
@@ -67,6 +71,8 @@ class DecodeOptions:
             raise UserError(f"max_len_ratio must be positive, got {self.max_len_ratio}")
         if self.max_segment_seconds <= 1.0:
             raise UserError(f"max segment must exceed 1 s, got {self.max_segment_seconds}")
+        if self.ctc_window < 0:
+            raise UserError(f"ctc window must be >= 0 frames, got {self.ctc_window}")
         if self.timestamps not in ("auto", "attention", "ctc"):
             raise UserError(f"unknown timestamps '{self.timestamps}' (auto, attention, ctc)")
 
