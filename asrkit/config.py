@@ -104,6 +104,9 @@ class SpecAugmentConfig:
     time_width: int = 40  # max frames per time mask
     time_max_ratio: float = 0.1  # a time mask covers at most this fraction of the utterance
     time_warp: int = 0  # max warp in frames; 0 disables it
+    # Vocal tract length perturbation on the mel axis (Jaitly & Hinton 2013): bins are
+    # stretched by a factor drawn from [1 - freq_warp, 1 + freq_warp]; 0 disables it.
+    freq_warp: float = 0.0
     speed_perturb: tuple[float, ...] = ()  # e.g. (0.9, 1.0, 1.1); empty disables it
 
 

@@ -58,7 +58,10 @@ def test_window_around_the_spikes_matches_full_scoring() -> None:
         assert abs(float(a[0, right] - b[0, right])) < 1e-3  # the label the spike supports
         assert abs(float(a[0, -1] - b[0, -1])) < 1e-3  # ending here (blank tail in closed form)
     # Label 3 first, with the attention at frame 3: its spike (frame 9) is outside the window.
-    for margin, low, high in [(0, -7.0, -5.0), (2, -20.0, -9.0)]:  # exact: pay 6 to skip the spike of 2
+    for margin, low, high in [
+        (0, -7.0, -5.0),
+        (2, -20.0, -9.0),
+    ]:  # exact: pay 6 to skip the spike of 2
         scorer = CTCPrefixScorer(log_probs, torch.tensor([20]), margin=margin)
         inc, _ = scorer.score(scorer.initial_state(), torch.tensor([[3]]), torch.tensor([3]))
         assert low < float(inc[0, 0]) < high

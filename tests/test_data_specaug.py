@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from asrkit.config import SpecAugmentConfig
-from asrkit.data.specaug import SpecAugment, speed_perturb, time_warp
+from asrkit.data.specaug import SpecAugment, freq_warp, speed_perturb, time_warp
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -52,3 +52,19 @@ def test_speed_perturbation_changes_the_duration_by_the_factor() -> None:
     assert abs(faster.numel() - 16000 / 1.1) < 20
     assert abs(slower.numel() - 16000 / 0.9) < 20
     assert speed_perturb(wave, 16000, (), _gen()) is wave
+
+
+def test_freq_warp_moves_a_formant_by_the_drawn_factor() -> None:
+    # A single bright bin (a "formant") at bin 40 of 80 lands at 40 * alpha, alpha in [0.9, 1.1].
+    feats = torch.zeros(5, 80)
+    feats[:, 40] = 1.0
+    positions = set()
+    for seed in range(30):
+        warped = freq_warp(feats, 0.1, torch.Generator().manual_seed(seed))
+        assert warped.shape == feats.shape
+        centre = float((warped[0] * torch.arange(80)).sum() / warped[0].sum())
+        assert 36.0 - 0.5 <= centre <= 44.0 + 0.5
+        positions.add(round(centre))
+    assert len(positions) >= 5  # the factor varies between draws
+    same = freq_warp(feats, 0.1, torch.Generator().manual_seed(3))
+    assert torch.equal(same, freq_warp(feats, 0.1, torch.Generator().manual_seed(3)))

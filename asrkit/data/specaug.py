@@ -32,7 +32,7 @@ def _randint(low: int, high: int, generator: torch.Generator) -> int:
 
 
 class SpecAugment:
-    """Time warp, frequency masks and time masks on one utterance's features.
+    """Time warp, mel-axis warp (VTLP), frequency masks and time masks on one utterance.
 
     Args:
         cfg: mask counts and widths.
@@ -50,6 +50,8 @@ class SpecAugment:
         frames, bins = feats.shape
         if cfg.time_warp > 0:
             feats = time_warp(feats, cfg.time_warp, generator)
+        if cfg.freq_warp > 0:
+            feats = freq_warp(feats, cfg.freq_warp, generator)
         for _ in range(cfg.freq_masks):
             width = _randint(0, min(cfg.freq_width, bins), generator)
             start = _randint(0, bins - width, generator)
@@ -80,6 +82,23 @@ def time_warp(feats: Tensor, max_warp: int, generator: torch.Generator) -> Tenso
         image[..., centre:], size=frames - moved, mode="linear", align_corners=False
     )
     return torch.cat([left, right], dim=-1).squeeze(0).t().contiguous()
+
+
+def freq_warp(feats: Tensor, max_warp: float, generator: torch.Generator) -> Tensor:
+    """Stretch the mel axis by a factor alpha in [1 - max_warp, 1 + max_warp] (VTLP).
+
+    Output bin j reads input bin j / alpha (linear interpolation, the top bin repeated past
+    the edge): alpha > 1 moves formants up, as a shorter vocal tract does. The warp is linear
+    on the mel scale, an approximation of VTLP's piecewise-linear warp in Hz that keeps the
+    precomputed log-mel features usable. feats (T, F) -> (T, F).
+    """
+    bins = feats.shape[1]
+    alpha = 1.0 + (2.0 * float(torch.rand(1, generator=generator)) - 1.0) * max_warp
+    source = (torch.arange(bins, dtype=torch.float32) / alpha).clamp(max=bins - 1)
+    low = source.floor().long()
+    high = (low + 1).clamp(max=bins - 1)
+    frac = (source - low.float()).to(feats.dtype)
+    return feats[:, low] * (1.0 - frac) + feats[:, high] * frac
 
 
 def speed_perturb(
