@@ -58,3 +58,16 @@ def test_ending_early() -> None:
     weights[np.arange(6), np.arange(6) * 4] = 1.0  # last peak at frame 20 of 50
     flags = attention_health(weights, [3, 4, 5, 6, 7])
     assert flags.ending_early and flags.end_ratio == 21 / 50
+
+
+def test_steps_that_attend_nowhere_are_not_jumps_back() -> None:
+    # Hard monotonic attention: one-hot rows marching forward, then the eos step ran off the
+    # end and attends nowhere (a zero row); that is not a jump back to frame 0.
+    weights = np.zeros((6, 12))
+    for step, frame in enumerate([1, 3, 5, 7, 10]):
+        weights[step, frame] = 1.0
+    flags = attention_health(weights, [4, 5, 6, 7, 8])
+    assert not flags.looping and flags.max_backward_jump == 0
+    assert flags.end_ratio == 11 / 12
+    nowhere = attention_health(np.zeros((3, 12)), [4, 5])
+    assert nowhere.ending_early and not nowhere.looping

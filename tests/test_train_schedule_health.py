@@ -67,6 +67,13 @@ def test_health_scores_tell_diagonal_from_stuck_and_uniform_attention() -> None:
     assert wide["diagonality"] > 0.99 and wide["monotonicity"] == 1.0 and not is_aligned(wide)
     backwards = alignment_health(diagonal.flip(0))
     assert backwards["diagonality"] < -0.99 and backwards["monotonicity"] < 0.2
+    # Hard monotonic attention: one-hot steps, then an eos step that attends nowhere.
+    hard = torch.zeros(11, 30)
+    hard[torch.arange(10), torch.arange(10) * 3] = 1.0
+    scores = alignment_health(hard)
+    assert scores["diagonality"] > 0.99 and scores["monotonicity"] == 1.0 and is_aligned(scores)
+    assert scores["focus"] == pytest.approx(10 / 11)
+    assert not is_aligned(alignment_health(torch.zeros(10, 30)))  # attends nowhere at all
 
 
 def test_keeper_keeps_the_best_k_and_averages_them(tmp_path: Path) -> None:

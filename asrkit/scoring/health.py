@@ -11,6 +11,9 @@ Chiu & Raffel 2018) leave a visible trace in the (output step x encoder frame) w
 - *ending early*: the hypothesis ends (eos) while the attention is still well before the
   end of the speech, i.e. the tail of the utterance was never read.
 
+Steps that attend nowhere (all-zero rows: hard monotonic attention that ran off the end) have
+no peak and are left out of the peak-based measures.
+
 Pure numpy (a torch tensor is accepted and converted), so training plots can reuse it.
 
 >>> import numpy as np
@@ -135,7 +138,12 @@ def attention_health(
     repeats = repeated_ngram(tokens, limits.ngram_max)
     if steps == 0 or frames == 0:
         return HealthFlags(repeats >= limits.ngram_repeats, False, False, repeats, 0, 0, 0.0)
-    peaks = matrix.argmax(axis=1).astype(np.int64)  # (U,)
+    # A row with no mass attended nowhere (hard monotonic attention that ran off the end, e.g.
+    # on the eos step): it has no peak, and argmax would call it a jump back to frame 0.
+    attended = matrix.sum(axis=1) > 1e-6
+    peaks = matrix[attended].argmax(axis=1).astype(np.int64)  # (U',)
+    if peaks.size == 0:
+        return HealthFlags(repeats >= limits.ngram_repeats, False, True, repeats, 0, 0, 0.0)
     back, sink_returns = _backward_jumps(peaks, frames - limits.sink_frames)
     back_limit = max(limits.backward_frames, limits.backward_fraction * frames)
     stall = _longest_stall(peaks)

@@ -8,6 +8,8 @@ For one utterance's weights `A` (U, T) (tokens x encoder frames, cropped to the 
     monotonicity: share of consecutive tokens whose most-attended frame does not move back by
                   more than one frame.
     focus:        mean over tokens of the largest weight (1 = sharp, 1/T = uniform).
+Diagonality and monotonicity leave out steps that attend nowhere (all-zero rows: hard monotonic
+attention that ran off the end, as on its eos step); focus counts them as 0.
 
 Plots use matplotlib's object API with the Agg canvas (no global pyplot state), imported lazily.
 """
@@ -34,9 +36,11 @@ ALIGNED_FOCUS = 0.25
 def alignment_health(weights: Tensor) -> dict[str, float]:
     """weights (U, T) -> {"diagonality", "monotonicity", "focus"} (see the module docstring)."""
     weights = weights.detach().float().cpu()
+    focus = float(weights.max(dim=1).values.mean()) if weights.numel() else 0.0
+    weights = weights[weights.sum(dim=1) > 1e-6]  # steps that attended somewhere
     tokens, frames = weights.shape
     if tokens < 2 or frames < 2:
-        return {"diagonality": 0.0, "monotonicity": 0.0, "focus": 0.0}
+        return {"diagonality": 0.0, "monotonicity": 0.0, "focus": focus}
     position = weights @ torch.arange(frames, dtype=torch.float32)  # (U,) expected frame
     index = torch.arange(tokens, dtype=torch.float32)
     pos_c, idx_c = position - position.mean(), index - index.mean()
@@ -44,7 +48,6 @@ def alignment_health(weights: Tensor) -> dict[str, float]:
     diagonality = float(pos_c @ idx_c) / denom if denom > 1e-6 else 0.0
     peaks = weights.argmax(dim=1)
     monotonicity = float((peaks[1:] >= peaks[:-1] - 1).float().mean())
-    focus = float(weights.max(dim=1).values.mean())
     return {"diagonality": diagonality, "monotonicity": monotonicity, "focus": focus}
 
 
