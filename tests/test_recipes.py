@@ -67,13 +67,15 @@ def test_results_table_is_generated_from_reports(tmp_path: Path) -> None:
     )
     trained = {"epochs": 23, "train_minutes": 9.96, "threads": 1, "audio_seconds_per_second": 160.4}
     (report_dir.parents[1] / "train_result.json").write_text(json.dumps(trained))
+    config = "attention: {kind: local}\ntrain: {guide_weight: 0.5}\n"
+    (report_dir.parents[1] / "config.yaml").write_text(config)
     out = tmp_path / "RESULTS.md"
     script = REPO / "recipes" / "common" / "results_table.py"
     cmd = [sys.executable, str(script), "--out", str(out), str(tmp_path / "exp")]
     subprocess.run(cmd, check=True, capture_output=True)
     assert (
-        "| digits_global | ? | test | 4 | 3.10 | 1.20 | 10.0 | 200 | 800 | 23 | 10.0 | 1 | 160 "
-        "| 0.050 |" in out.read_text()
+        "| digits_global | local | 0.5 | test | 4 | 3.10 | 1.20 | 10.0 | 200 | 800 | 23 | 10.0 | 1 "
+        "| 160 | 0.050 |" in out.read_text()
     )
 
 

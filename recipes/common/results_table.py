@@ -21,13 +21,16 @@ def _row(path: Path) -> str:
     exp, test_set = path.parents[2], path.parent.name
     report = json.loads(path.read_text())
     config, result = exp / "config.yaml", exp / "train_result.json"
-    kind = load_yaml(config).attention.kind if config.is_file() else "?"
+    cfg = load_yaml(config) if config.is_file() else None
+    kind = cfg.attention.kind if cfg else "?"
+    guide = "?" if cfg is None else cfg.train.guide_weight or "-"
     trained = json.loads(result.read_text()) if result.is_file() else {}
     beam = report.get("decode", {}).get("beam", "?")
     rtf = "-" if report.get("rtf") is None else f"{report['rtf']:.3f}"
     cells = [
         exp.name,
         kind,
+        guide,
         test_set,
         beam,
         f"{100 * report['wer']:.2f}",
@@ -81,13 +84,14 @@ def main() -> None:
         *([f"Command: `{args.command}`", ""] if args.command else []),
         f"Machine: {machine()}",
         "",
-        "Columns: beam (1 = greedy), epochs and minutes of training (validation excluded), the "
+        "Columns: guide = guided-attention weight at the start of training (- = none), beam "
+        "(1 = greedy), epochs and minutes of training (validation excluded), the "
         "CPU threads it ran with, its throughput in audio seconds per second, and the decoding "
         "real-time factor.",
         "",
-        "| experiment | attention | test set | beam | WER % | CER % | SER % | utts | words "
-        "| epochs | train min | threads | audio s/s | RTF |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| experiment | attention | guide | test set | beam | WER % | CER % | SER % | utts "
+        "| words | epochs | train min | threads | audio s/s | RTF |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     atomic_write_text(args.out, "\n".join([*header, *table]) + "\n")
     print(f"wrote {args.out} ({len(table)} rows)")
