@@ -68,6 +68,10 @@ def test_steps_that_attend_nowhere_are_not_jumps_back() -> None:
         weights[step, frame] = 1.0
     flags = attention_health(weights, [4, 5, 6, 7, 8])
     assert not flags.looping and flags.max_backward_jump == 0
-    assert flags.end_ratio == 11 / 12
+    assert flags.end_ratio == 1.0  # the eos step's scan ran off the end: everything was read
+    weights[2:5] = 0.0  # a scan that stopped at frame 3 and never moved again
+    weights[2, 3] = weights[3, 3] = weights[4, 3] = 1.0
+    weights[5, 3] = 1.0
+    assert attention_health(weights, [4, 5, 6, 7, 8]).ending_early
     nowhere = attention_health(np.zeros((3, 12)), [4, 5])
     assert nowhere.ending_early and not nowhere.looping

@@ -12,7 +12,8 @@ Chiu & Raffel 2018) leave a visible trace in the (output step x encoder frame) w
   end of the speech, i.e. the tail of the utterance was never read.
 
 Steps that attend nowhere (all-zero rows: hard monotonic attention that ran off the end) have
-no peak and are left out of the peak-based measures.
+no peak and are left out of the peak-based measures; such a row also shows that the scan read
+to the end (hard attention stops at word onsets, so its last peak sits well before the end).
 
 Pure numpy (a torch tensor is accepted and converted), so training plots can reuse it.
 
@@ -147,7 +148,8 @@ def attention_health(
     back, sink_returns = _backward_jumps(peaks, frames - limits.sink_frames)
     back_limit = max(limits.backward_frames, limits.backward_fraction * frames)
     stall = _longest_stall(peaks)
-    end_ratio = float(peaks.max() + 1) / frames
+    # Only a scan that ran off the end attends nowhere, so such a row means it read every frame.
+    end_ratio = 1.0 if not attended.all() else float(peaks.max() + 1) / frames
     return HealthFlags(
         looping=repeats >= limits.ngram_repeats or back > back_limit,
         stalling=stall >= limits.stall_tokens,
