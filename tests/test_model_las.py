@@ -127,7 +127,7 @@ def test_guide_weight_adds_the_guided_loss_with_gradients_to_the_attention() -> 
     torch.manual_seed(0)
     guided, stats = model(batch, guide_weight=2.0)
     assert plain_stats["guide_loss"] == 0.0 and 0.0 < stats["guide_loss"] < 1.0
-    assert float(guided - plain) == pytest.approx(2.0 * stats["guide_loss"], rel=1e-4)
+    assert float((guided - plain).detach()) == pytest.approx(2.0 * stats["guide_loss"], rel=1e-4)
     guided.backward()
     grads = [p.grad for p in model.speller.attention.parameters() if p.grad is not None]
     assert grads and any(float(g.abs().sum()) > 0 for g in grads)

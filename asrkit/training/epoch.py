@@ -179,7 +179,8 @@ def end_of_epoch(
 def record_if_best(state: RunState, wer: float, cer: float, loss: float) -> bool:
     """Keep the epoch's dev scores in `state` if they rank best so far; True if they did."""
     if state.best_wer is not None:
-        best = dev_rank(state.best_wer, state.best_cer or 0.0, state.best_loss or math.inf)
+        best_loss = math.inf if state.best_loss is None else state.best_loss  # older last.pt
+        best = dev_rank(state.best_wer, state.best_cer or 0.0, best_loss)
         if dev_rank(wer, cer, loss) >= best:
             return False
     state.best_wer, state.best_cer, state.best_loss = wer, cer, loss
