@@ -74,6 +74,14 @@ def test_health_scores_tell_diagonal_from_stuck_and_uniform_attention() -> None:
     assert scores["diagonality"] > 0.99 and scores["monotonicity"] == 1.0 and is_aligned(scores)
     assert scores["focus"] == pytest.approx(10 / 11)
     assert not is_aligned(alignment_health(torch.zeros(10, 30)))  # attends nowhere at all
+    # Location attention parking steps on the last frame and resuming where it read: still
+    # monotonic. Landing well before the place it had read to is not.
+    parked = torch.zeros(10, 30)
+    parked[torch.arange(10), torch.tensor([0, 3, 29, 6, 9, 29, 29, 12, 15, 18])] = 1.0
+    assert alignment_health(parked)["monotonicity"] == 1.0
+    parked[7] = 0.0
+    parked[7, 1] = 1.0  # back from the sink to frame 1, far behind frame 9
+    assert alignment_health(parked)["monotonicity"] == pytest.approx(8 / 9)
 
 
 def test_keeper_keeps_the_best_k_and_averages_them(tmp_path: Path) -> None:
