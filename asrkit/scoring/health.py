@@ -25,11 +25,14 @@ True
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+
+ATTENDED_MASS = 1e-6  # a step whose weights sum to less attended nowhere
 
 
 @dataclass(frozen=True)
@@ -98,21 +101,29 @@ def _longest_stall(peaks: np.ndarray) -> int:
     return best
 
 
-def _backward_jumps(peaks: np.ndarray, sink_start: int) -> tuple[int, int]:
-    """(largest backward jump, number of returns from the sink) of a peak sequence.
+def reading_positions(peaks: Sequence[int], sink_start: int) -> list[int]:
+    """For every step after the first, the frame its peak is measured from: the previous peak,
+    or, when that lies in the end-of-audio sink (frames >= sink_start), the last peak read
+    before the sink (0 if none). Resuming there is a sink return, not a move back.
 
-    A step out of the sink (frames >= sink_start) is measured from the last peak before the
-    sink: resuming there is a sink return, landing well before it is a re-read (a loop).
+    >>> reading_positions([2, 5, 9, 6], sink_start=8)
+    [2, 5, 5]
     """
-    largest, returns, last_read = 0, 0, 0
-    for previous, current in zip(peaks[:-1].tolist(), peaks[1:].tolist(), strict=True):
-        in_sink = previous >= sink_start
-        if not in_sink:
+    positions, last_read = [], 0
+    for previous in list(peaks)[:-1]:
+        if previous < sink_start:
             last_read = previous
-        elif current < sink_start:
-            returns += 1
-        largest = max(largest, (last_read if in_sink else previous) - current)
-    return largest, returns
+        positions.append(last_read)
+    return positions
+
+
+def _backward_jumps(peaks: np.ndarray, sink_start: int) -> tuple[int, int]:
+    """(largest backward jump, number of returns from the sink) of a peak sequence."""
+    steps = peaks.tolist()
+    reading = reading_positions(steps, sink_start)
+    jumps = [read - now for read, now in zip(reading, steps[1:], strict=True)]
+    returns = sum(a >= sink_start > b for a, b in itertools.pairwise(steps))
+    return max([0, *jumps]), returns
 
 
 def attention_health(
@@ -141,7 +152,7 @@ def attention_health(
         return HealthFlags(repeats >= limits.ngram_repeats, False, False, repeats, 0, 0, 0.0)
     # A row with no mass attended nowhere (hard monotonic attention that ran off the end, e.g.
     # on the eos step): it has no peak, and argmax would call it a jump back to frame 0.
-    attended = matrix.sum(axis=1) > 1e-6
+    attended = matrix.sum(axis=1) > ATTENDED_MASS
     peaks = matrix[attended].argmax(axis=1).astype(np.int64)  # (U',)
     if peaks.size == 0:
         return HealthFlags(repeats >= limits.ngram_repeats, False, True, repeats, 0, 0, 0.0)

@@ -6,9 +6,9 @@ For one utterance's weights `A` (U, T) (tokens x encoder frames, cropped to the 
                   attention that is uniform or stuck on one frame. Leading silence only shifts
                   the line, so it does not lower the score.
     monotonicity: share of consecutive tokens whose most-attended frame does not move back by
-                  more than one frame. A step back out of the last SINK_FRAMES frames is
-                  measured from the last peak before them: location attention parks stray steps
-                  on the final frame (the end-of-audio sink) and resumes where it was reading.
+                  more than one frame. A step back out of the end-of-audio sink is measured
+                  from the last peak before it (`asrkit.scoring.health.reading_positions`):
+                  location attention parks stray steps on the final frame and resumes there.
     focus:        mean over tokens of the largest weight (1 = sharp, 1/T = uniform).
 Diagonality and monotonicity leave out steps that attend nowhere (all-zero rows: hard monotonic
 attention that ran off the end, as on its eos step); focus counts them as 0.
@@ -18,7 +18,6 @@ Plots use matplotlib's object API with the Agg canvas (no global pyplot state), 
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import torch
 from torch import Tensor
 
 from asrkit.io import atomic_open
+from asrkit.scoring.health import ATTENDED_MASS, HealthThresholds, reading_positions
 
 ALIGNED_DIAGONALITY = 0.8  # below this (dev mean) attention is reported as not aligned
 ALIGNED_MONOTONICITY = 0.8
@@ -34,14 +34,13 @@ ALIGNED_MONOTONICITY = 0.8
 # diagonal and monotonic but attends 10+ frames per token; aligned models here peak at 0.3
 # (characters, 40 ms frames, mini split) to 0.75 (digit words), unaligned ones at 0.06-0.17.
 ALIGNED_FOCUS = 0.25
-SINK_FRAMES = 2  # as `asrkit.scoring.health.HealthThresholds.sink_frames`
 
 
 def alignment_health(weights: Tensor) -> dict[str, float]:
     """weights (U, T) -> {"diagonality", "monotonicity", "focus"} (see the module docstring)."""
     weights = weights.detach().float().cpu()
     focus = float(weights.max(dim=1).values.mean()) if weights.numel() else 0.0
-    weights = weights[weights.sum(dim=1) > 1e-6]  # steps that attended somewhere
+    weights = weights[weights.sum(dim=1) > ATTENDED_MASS]  # steps that attended somewhere
     tokens, frames = weights.shape
     if tokens < 2 or frames < 2:
         return {"diagonality": 0.0, "monotonicity": 0.0, "focus": focus}
@@ -50,19 +49,11 @@ def alignment_health(weights: Tensor) -> dict[str, float]:
     pos_c, idx_c = position - position.mean(), index - index.mean()
     denom = float(pos_c.norm() * idx_c.norm())
     diagonality = float(pos_c @ idx_c) / denom if denom > 1e-6 else 0.0
-    monotonicity = _monotonicity(weights.argmax(dim=1).tolist(), frames - SINK_FRAMES)
+    peaks = weights.argmax(dim=1).tolist()
+    reading = reading_positions(peaks, frames - HealthThresholds().sink_frames)
+    forward = [now >= read - 1 for read, now in zip(reading, peaks[1:], strict=True)]
+    monotonicity = sum(forward) / len(forward)
     return {"diagonality": diagonality, "monotonicity": monotonicity, "focus": focus}
-
-
-def _monotonicity(peaks: list[int], sink_start: int) -> float:
-    """Share of steps whose peak is at most one frame behind the last peak read outside the
-    end-of-audio sink (frames >= sink_start)."""
-    forward, reading = 0, peaks[0]
-    for previous, current in itertools.pairwise(peaks):
-        if previous < sink_start:
-            reading = previous
-        forward += current >= reading - 1
-    return forward / (len(peaks) - 1)
 
 
 def mean_health(matrices: Sequence[Tensor]) -> dict[str, float]:
