@@ -38,8 +38,8 @@ class CTCPrefixState:
         log_psi: (N,) log prefix probability of each prefix.
         last: (N,) long, last label of each prefix (-1 for the empty prefix).
         length: number of labels in every prefix (all rows advance together).
-        peak: (N,) long, attention peak of the step that emitted the last label (-1: none);
-            used by the attention window.
+        peak: (N,) long, attention peak of the step that emitted the last label (None for
+            the empty prefix or without a window); used by the attention window.
     """
 
     r: Tensor
@@ -124,7 +124,6 @@ class CTCPrefixScorer:
         if self.margin <= 0 or peaks is None:
             return first, end
         previous = state.peak if state.peak is not None else peaks
-        previous = torch.where(previous < 0, peaks, previous)
         first = first.maximum(torch.minimum(peaks, previous) - self.margin)
         end = end.minimum(torch.maximum(peaks, previous) + self.margin + 1)
         return first, end.minimum(self.lengths).maximum(first + 1)
