@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from asrkit.decoding import DecodeOptions, beam_search, greedy_search
-from asrkit.decoding.constraints import constrain, length_limits, repeat_blocked
+from asrkit.decoding.constraints import (
+    constrain,
+    length_limits,
+    repeat_blocked,
+    repeat_runs,
+)
 from asrkit.decoding.ctc_prefix import CTCPrefixScorer
 from asrkit.decoding.timing import ctc_viterbi
 from asrkit.model.attention import REGISTRY
@@ -79,9 +84,42 @@ def test_search_restores_training_mode() -> None:
 def test_repeat_guard_blocks_back_to_back_ngram() -> None:
     history = torch.tensor([[5, 6, 7, 5, 6], [5, 6, 7, 5, 8]])
     # copies=2: a second "5 6 7" is blocked (cycle 3), and so is repeating 6 at once (cycle 1).
-    assert repeat_blocked(history, 3, copies=2).tolist() == [[6, -1, 7], [8, -1, -1]]
-    assert repeat_blocked(history[:, :4], 3, copies=2)[:, 2].tolist() == [-1, -1]  # too short
-    assert repeat_blocked(history, 0, copies=2).shape == (2, 0)  # disabled
+    assert guard(history, 3, copies=2).tolist() == [[6, -1, 7], [8, -1, -1]]
+    assert guard(history[:, :4], 3, copies=2)[:, 2].tolist() == [-1, -1]  # too short
+    assert guard(history, 0, copies=2).shape == (2, 0)  # disabled
+
+
+def guard(history: torch.Tensor, max_n: int, copies: int) -> torch.Tensor:
+    """The loop guard's blocked tokens, with the counts built token by token."""
+    return repeat_blocked(history, repeat_runs(history, max_n), copies)
+
+
+def reference_repeat_blocked(history: torch.Tensor, max_n: int, copies: int) -> torch.Tensor:
+    """One n at a time, straight from the definition (the vectorised guard must equal it)."""
+    rows, t = history.shape
+    blocked = torch.full((rows, max_n), -1, dtype=torch.long)
+    for n in range(1, max_n + 1):
+        span = copies * n - 1
+        if span > t:
+            break
+        tail = history[:, t - span :]
+        periodic = (tail[:, n:] == tail[:, : span - n]).all(dim=1)
+        blocked[:, n - 1] = torch.where(periodic, tail[:, n - 1], blocked[:, n - 1])
+    return blocked
+
+
+@pytest.mark.parametrize("copies", [2, 3, 4])
+def test_repeat_guard_equals_the_definition(copies: int) -> None:
+    generator = torch.Generator().manual_seed(copies)
+    for _ in range(200):
+        t = int(torch.randint(0, 40, (1,), generator=generator))
+        cycle = torch.randint(
+            0, 3, (4, int(torch.randint(1, 6, (1,), generator=generator))), generator=generator
+        )
+        history = cycle.repeat(1, 40)[:, :t]  # periodic rows, some with a random break
+        history[1:, : t // 2] = torch.randint(0, 3, (3, t // 2), generator=generator)
+        expected = reference_repeat_blocked(history, 7, copies)
+        assert torch.equal(guard(history, 7, copies), expected), history
 
 
 def test_repeat_guard_stops_a_phrase_loop_but_keeps_real_repeats() -> None:
@@ -89,12 +127,12 @@ def test_repeat_guard_stops_a_phrase_loop_but_keeps_real_repeats() -> None:
     tok = CharTokenizer.train(["THE WINDOW BEHIND TWO"])
     # Four copies of the 18-token cycle "THE▁WINDOW▁BEHIND▁" but its last token: ▁ is blocked.
     loop = torch.tensor([tok.encode(" ".join(["THE WINDOW BEHIND"] * 4))])
-    blocked = set(repeat_blocked(loop, 40, copies=4).flatten().tolist()) - {-1}
+    blocked = set(guard(loop, 40, copies=4).flatten().tolist()) - {-1}
     assert blocked == {tok.pieces.index("▁")}
-    assert (repeat_blocked(loop[:, :-1], 40, copies=4) == -1).all()  # one token earlier: free
+    assert (guard(loop[:, :-1], 40, copies=4) == -1).all()  # one token earlier: free
     for text in ["TWO TWO TWO", "TWO TWO TW"]:
         history = torch.tensor([tok.encode(text)])
-        assert (repeat_blocked(history, 40, copies=4) == -1).all(), text
+        assert (guard(history, 40, copies=4) == -1).all(), text
 
 
 def test_constrain_eos_rules() -> None:
@@ -102,12 +140,14 @@ def test_constrain_eos_rules() -> None:
     history = torch.zeros(3, 2, dtype=torch.long) + 4
     min_len, max_len = torch.tensor([0, 3, 0]), torch.tensor([9, 9, 2])
     opts = DecodeOptions(eos_threshold=1.5, repeat_ngram=0)
-    out = constrain(log_probs, history, min_len, max_len, opts)
+    out = constrain(log_probs, history, repeat_runs(history, 0), min_len, max_len, opts)
     assert torch.isinf(out[:, BLANK_ID]).all()
     assert math.isfinite(out[0, EOS_ID])  # 1 below the best: allowed
     assert math.isinf(out[1, EOS_ID])  # before the minimum length
     assert out[2].argmax() == EOS_ID and torch.isinf(out[2, 2:]).all()  # forced at max length
-    strict = constrain(log_probs, history, min_len, max_len, DecodeOptions(eos_threshold=0.5))
+    strict_opts = DecodeOptions(eos_threshold=0.5)
+    runs = repeat_runs(history, strict_opts.repeat_ngram)
+    strict = constrain(log_probs, history, runs, min_len, max_len, strict_opts)
     assert math.isinf(strict[0, EOS_ID])
 
 

@@ -28,6 +28,7 @@ from asrkit.decoding.constraints import (
     eval_mode,
     length_limits,
     normalized,
+    update_repeat_runs,
 )
 from asrkit.decoding.ctc_prefix import LOG_ZERO, CTCPrefixScorer, CTCPrefixState
 from asrkit.decoding.options import DecodeOptions, Hypothesis
@@ -59,6 +60,7 @@ class _Beams:
     scores: Tensor  # (N,) joint log-prob of each row's prefix
     history: Tensor  # (N, t) tokens so far
     history_lp: Tensor  # (N, t) attention log-prob of each token
+    runs: Tensor  # (N, repeat_ngram) loop-guard counts of the history (`update_repeat_runs`)
     min_len: Tensor  # (N,)
     max_len: Tensor  # (N,)
     ctc: CTCPrefixState | None
@@ -113,6 +115,7 @@ def beam_search(
             scores=first.view(-1),
             history=empty.long(),
             history_lp=empty,
+            runs=empty.long().new_zeros(batch * k, max(opts.repeat_ngram, 0)),
             min_len=min_len,
             max_len=max_len,
             ctc=scorer.initial_state() if scorer is not None else None,
@@ -159,7 +162,7 @@ def _advance(
     """
     k, blocks = opts.beam, len(beams.items)
     log_probs = torch.log_softmax(out.logits.double(), dim=-1)  # (N, V)
-    allowed = constrain(log_probs, beams.history, beams.min_len, beams.max_len, opts)
+    allowed = constrain(log_probs, beams.history, beams.runs, beams.min_len, beams.max_len, opts)
     if scorer is not None and beams.ctc is not None:
         count = min(opts.candidates, allowed.shape[1])
         candidates = allowed.topk(count, dim=1).indices  # (N, C) pre-beam by attention
@@ -196,6 +199,7 @@ def _advance(
     beams.scores = top_scores[keep]
     token_lp = log_probs[parent, new_token]
     beams.history = torch.cat([beams.history[parent], new_token.unsqueeze(1)], dim=1)
+    beams.runs = update_repeat_runs(beams.runs[parent], beams.history)
     beams.history_lp = torch.cat([beams.history_lp[parent], token_lp.unsqueeze(1)], dim=1)
     if scorer is not None and beams.ctc is not None:
         beams.ctc = scorer.select(beams.ctc, increments, r, parent, new_col, new_token)
@@ -217,7 +221,7 @@ def _finished_blocks(beams: _Beams, ended: list[list[_Ended]], k: int) -> Tensor
 def _compact(beams: _Beams, keep: Tensor, scorer: CTCPrefixScorer | None, k: int) -> None:
     """Drop the rows of finished utterances from every per-row tensor."""
     beams.scores, beams.history = beams.scores[keep], beams.history[keep]
-    beams.history_lp = beams.history_lp[keep]
+    beams.history_lp, beams.runs = beams.history_lp[keep], beams.runs[keep]
     beams.min_len, beams.max_len = beams.min_len[keep], beams.max_len[keep]
     if scorer is not None and beams.ctc is not None:
         scorer.index_select(keep)

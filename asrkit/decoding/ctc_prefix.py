@@ -54,14 +54,14 @@ class Extensions:
     """Forward variables of every scored extension, over the frames the step computed.
 
     Attributes:
-        r: (W, 2, N, C) log r^n and log r^b for frames [base, base + W).
-        base: first frame of `r`.
+        r: (W, 2, N, C) log r^n and log r^b; row n holds frames [base[n], base[n] + W).
+        base: (N,) first frame of each row of `r`.
         end: (N,) one past the last frame where each row's label could be emitted.
         peaks: (N,) attention peaks the window was placed at, or None.
     """
 
     r: Tensor
-    base: int
+    base: Tensor
     end: Tensor
     peaks: Tensor | None
 
@@ -144,38 +144,38 @@ class CTCPrefixScorer:
         """
         rows, count = self.rows, candidates.shape[1]
         first, end = self.window(state, peaks)
-        start = max(int(first.min()), 1)  # first frame the loop computes
-        stop = min(int(end.max()), self.frames)
-        base = start - 1  # frame of z[0]: the loop reads one frame back
-        width = max(stop - base, 1)
-        frame = torch.arange(base, base + width, device=self.x.device).view(-1, 1, 1)
-        x = self.x[base : base + width]
-        xs = torch.gather(x, 2, candidates.unsqueeze(0).expand(width, -1, -1))  # (W, N, C)
-        blank = x[:, :, BLANK_ID].unsqueeze(2)  # (W, N, 1)
-        r_prev = state.r[base : base + width]
-        r_sum = torch.logaddexp(r_prev[:, 0], r_prev[:, 1])  # (W, N)
+        # Each row computes its own frames [base, base + W): z[0] is the frame before its
+        # window, so a batch loops over the widest window, not over the union of all windows.
+        base = first.clamp(1, self.frames) - 1  # (N,)
+        width = max(int((end - base).max()), 1)
+        frame = base.unsqueeze(0) + torch.arange(width, device=base.device).unsqueeze(1)
+        inside = frame < self.frames  # (W, N): frames past the last are padding
+        at = (frame.clamp(max=self.frames - 1), torch.arange(rows, device=base.device))
+        xs = self.x[at[0].unsqueeze(2), at[1].view(1, -1, 1), candidates.unsqueeze(0)]
+        xs = xs.masked_fill(~inside.unsqueeze(2), LOG_ZERO)  # (W, N, C)
+        blank = self.x[at[0], at[1], BLANK_ID].masked_fill(~inside, 0.0).unsqueeze(2)
+        r_prev_n, r_prev_b = state.r[:, 0][at], state.r[:, 1][at]  # (W, N) each
+        r_sum = torch.logaddexp(r_prev_n, r_prev_b)
         # A repeated label needs a blank in between: only r^b paths may be extended by it.
         repeat = (candidates == state.last.unsqueeze(1)).unsqueeze(0)  # (1, N, C)
         # z[t] = (phi_t, r^n_t, r^b_t): both recursions read (r^n_{t-1}; phi_{t-1} or r^b_{t-1}),
         # i.e. z[t-1, 1:2] against the strided pair z[t-1, 0::2], so one frame is 2 tensor ops
         # written in place (the loop is per-step Python overhead, most of a small batch's time).
         z = torch.full((width, 3, rows, count), LOG_ZERO, device=xs.device)
-        phi = torch.where(repeat, r_prev[:, 1].unsqueeze(2), r_sum.unsqueeze(2))
+        phi = torch.where(repeat, r_prev_b.unsqueeze(2), r_sum.unsqueeze(2))
         # phi_{t-1} feeds an emission at t: only emissions inside [first, end) are allowed.
-        outside = (frame < first.view(1, -1, 1) - 1) | (frame >= end.view(1, -1, 1) - 1)
-        z[:, 0] = phi.masked_fill(outside, LOG_ZERO)
+        outside = (frame < first - 1) | (frame >= end - 1) | ~inside
+        z[:, 0] = phi.masked_fill(outside.unsqueeze(2), LOG_ZERO)
         log_phi, r = z[:, 0], z[:, 1:]  # (W, N, C), (W, 2, N, C) views
         emit = torch.stack([xs, blank.expand_as(xs)], dim=1)  # (W, 2, N, C)
-        if base == 0 and state.length == 0:  # the first label may be emitted at frame 0
+        if state.length == 0:  # the first label may be emitted at frame 0
             r[0, 0] = xs[0].masked_fill((first > 0).unsqueeze(1), LOG_ZERO)
-        for t in range(1, stop - base):
+        for t in range(1, width):
             torch.add(torch.logaddexp(z[t - 1, 1:2], z[t - 1, 0::2]), emit[t], out=r[t])
-        if start < stop:
-            # psi(g + c) = sum_t phi_{t-1} x_t(c), plus paths that emitted c at frame base.
-            emitted = log_phi[: width - 1] + xs[1:]
-            log_psi = torch.logsumexp(torch.cat([r[0, 0].unsqueeze(0), emitted]), dim=0)
-        else:  # more labels than frames: no CTC path left
-            log_psi = torch.full((rows, count), LOG_ZERO, device=xs.device)
+        # psi(g + c) = sum_t phi_{t-1} x_t(c), plus paths that emitted c at frame 0. A row
+        # with no frame left for its label (first >= end) gets ~LOG_ZERO: nothing survives.
+        emitted = log_phi[: width - 1] + xs[1:]
+        log_psi = torch.logsumexp(torch.cat([r[0, 0].unsqueeze(0), emitted]), dim=0)
         complete = torch.logaddexp(state.r[-1, 0], state.r[-1, 1])  # g itself, at the end
         log_psi = torch.where(candidates == EOS_ID, complete.unsqueeze(1), log_psi)
         log_psi = log_psi.masked_fill(candidates == BLANK_ID, LOG_ZERO)
@@ -200,7 +200,11 @@ class CTCPrefixScorer:
         log_psi = state.log_psi[rows] + increments[rows, cols]
         chosen = ext.r[:, :, rows, cols]  # (W, 2, M)
         r = torch.full((self.frames, 2, rows.numel()), LOG_ZERO, device=chosen.device)
-        r[ext.base : ext.base + chosen.shape[0]] = chosen
+        offsets = torch.arange(chosen.shape[0], device=r.device).unsqueeze(1)
+        frame = ext.base[rows].unsqueeze(0) + offsets  # (W, M)
+        column = torch.arange(rows.numel(), device=r.device).expand_as(frame)
+        inside = frame < self.frames
+        r.permute(0, 2, 1)[frame[inside], column[inside]] = chosen.permute(0, 2, 1)[inside]
         end = ext.end[rows]
         if bool((end < self.frames).any()):  # after the window: blanks only, in closed form
             frame = torch.arange(self.frames, device=r.device).unsqueeze(1)  # (T, 1)

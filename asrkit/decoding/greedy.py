@@ -18,6 +18,7 @@ from asrkit.decoding.constraints import (
     eval_mode,
     length_limits,
     normalized,
+    update_repeat_runs,
 )
 from asrkit.decoding.options import DecodeOptions, Hypothesis
 from asrkit.model.attention.base import reorder_state
@@ -63,19 +64,21 @@ def greedy_search(
         items = torch.arange(batch, device=feats.device)  # original index of each live row
         prev = torch.full((batch,), EOS_ID, dtype=torch.long, device=feats.device)
         history = torch.zeros(batch, 0, dtype=torch.long, device=feats.device)
+        runs = torch.zeros(batch, max(opts.repeat_ngram, 0), dtype=torch.long, device=feats.device)
         step_weights: list[list[Tensor]] = [[] for _ in range(batch)]
         step_log_probs: list[list[float]] = [[] for _ in range(batch)]
         results: list[Hypothesis | None] = [None] * batch
         while items.numel() > 0:
             out = model.speller.step(prev, state, mem, "eval")
             log_probs = torch.log_softmax(out.logits.double(), dim=-1)  # as in beam search
-            allowed = constrain(log_probs, history, min_len[items], max_len[items], opts)
+            allowed = constrain(log_probs, history, runs, min_len[items], max_len[items], opts)
             token = allowed.argmax(dim=1)  # (N,)
             token_lp = log_probs.gather(1, token.unsqueeze(1)).squeeze(1).tolist()
             for row, item in enumerate(items.tolist()):
                 step_weights[item].append(out.weights[row])
                 step_log_probs[item].append(token_lp[row])
             history = torch.cat([history, token.unsqueeze(1)], dim=1)
+            runs = update_repeat_runs(runs, history)
             ended = token == EOS_ID
             for row in ended.nonzero().squeeze(1).tolist():
                 item = int(items[row])
@@ -90,6 +93,7 @@ def greedy_search(
             if bool(ended.any()):  # drop finished rows; copying memory only when needed
                 keep = (~ended).nonzero().squeeze(1)
                 items, history, prev = items[keep], history[keep], token[keep]
+                runs = runs[keep]
                 state = reorder_state(state, keep)
                 mem = mem.index_select(keep)
     return [hyp for hyp in results if hyp is not None]

@@ -29,7 +29,7 @@ def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
     steps = torch.arange(x.shape[1], device=x.device).unsqueeze(0)  # (1, T)
     last = lengths.unsqueeze(1) - 1  # (B, 1)
     index = torch.where(steps <= last, last - steps, steps)  # (B, T)
-    return x.gather(1, index.unsqueeze(2).expand_as(x))
+    return x[torch.arange(x.shape[0], device=x.device).unsqueeze(1), index]  # see gather_frames
 
 
 class BiLSTM(nn.Module):

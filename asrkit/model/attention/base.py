@@ -154,8 +154,13 @@ def no_autocast(device: torch.device) -> torch.autocast:
 
 
 def gather_frames(x: Tensor, index: Tensor) -> Tensor:
-    """Pick frames per item: x (B, T, D), index (B, W) long in [0, T) -> (B, W, D)."""
-    return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+    """Pick frames per item: x (B, T, D), index (B, W) long in [0, T) -> (B, W, D).
+
+    Advanced indexing copies whole D-vectors; `torch.gather` with an expanded index walks
+    element by element and was 3x slower here (a third of a local-attention beam search).
+    """
+    items = torch.arange(x.shape[0], device=x.device).unsqueeze(1)  # (B, 1)
+    return x[items, index]
 
 
 def scatter_frames(window_weights: Tensor, index: Tensor, num_frames: int) -> Tensor:
