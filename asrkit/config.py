@@ -71,6 +71,9 @@ class AttentionConfig:
     # about |r|/sqrt(dim); a gain near 1 lets short trainings decode (the scan stops in time)
     g_init: float | None = None
     noise_std: float = 1.0  # monotonic/mocha: pre-sigmoid noise std in training
+    # monotonic/mocha at inference, once the scan ran off the end: "zero" context (what the
+    # expected-alignment objective trained for) or the "last_frame" (MILk mass preservation)
+    on_exhausted: str = "zero"
     baseline_decay: float = 0.9  # hard only: moving-average REINFORCE baseline
     entropy_weight: float = 0.01  # hard only: entropy bonus lambda_e
     reinforce_weight: float = 1.0  # hard only: lambda_r

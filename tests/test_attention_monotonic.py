@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from asrkit.config import ConfigError
 from asrkit.model.attention.base import valid_mask
 from asrkit.model.attention.mocha import MoChAAttention, chunkwise_weights
 from asrkit.model.attention.monotonic import (
@@ -341,3 +342,44 @@ def test_mocha_hard_chunk_cost_and_locality() -> None:
     support = outputs[i].weights[0].nonzero().squeeze(1)
     assert support.min() >= max(0, t - 2) and support.max() == t
     assert math.isclose(float(outputs[i].weights.detach().sum()), 1.0, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["monotonic", "mocha"])
+def test_on_exhausted_policies(kind: str) -> None:
+    """Spec §4.4: a scan that runs off the end attends nothing ("zero") or the last valid frame
+    ("last_frame", the chunk ending there for MoChA); padding is never attended."""
+    lengths = torch.tensor([7, 4])
+    memory = torch.randn(2, 7, MEMORY_DIM)
+    query = torch.randn(2, QUERY_DIM)
+    for policy in ("zero", "last_frame"):
+        torch.manual_seed(0)
+        att = (
+            MonotonicAttention(QUERY_DIM, MEMORY_DIM, dim=8, on_exhausted=policy)
+            if kind == "monotonic"
+            else MoChAAttention(QUERY_DIM, MEMORY_DIM, dim=8, chunk=2, on_exhausted=policy)
+        )
+        with torch.no_grad():
+            att.energy.r.fill_(-1e4)  # no frame ever passes the threshold
+        mem = att.prepare(memory, lengths)
+        state = att.initial_state(mem)
+        for _ in range(2):  # the step that runs off the end, and one after it
+            out = att.step(query, mem, state, "eval")
+            state = out.state
+            assert state["exhausted"].all()
+            if policy == "zero":
+                assert torch.equal(out.weights, torch.zeros_like(out.weights))
+                assert torch.equal(out.context, torch.zeros_like(out.context))
+                continue
+            assert torch.allclose(out.weights.sum(dim=1), torch.ones(2))
+            assert out.weights[1, 4:].abs().sum() == 0  # padding
+            assert (
+                int(out.weights[0].nonzero().max()) == 6
+                and int(out.weights[1].nonzero().max()) == 3
+            )
+            if kind == "monotonic":
+                assert torch.allclose(out.context, memory[[0, 1], [6, 3]])
+
+
+def test_on_exhausted_rejects_unknown_policy() -> None:
+    with pytest.raises(ConfigError, match="on_exhausted"):
+        MonotonicAttention(QUERY_DIM, MEMORY_DIM, dim=8, on_exhausted="clamp")

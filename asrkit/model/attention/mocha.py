@@ -66,6 +66,7 @@ class MoChAAttention(MonotonicAttention):
         r_init: initial monotonic energy offset r.
         noise_std: pre-sigmoid noise std in train mode.
         g_init: initial monotonic energy gain g; None for 1/sqrt(d_a).
+        on_exhausted: "zero" or "last_frame" (the chunk ending at frame L_b - 1).
 
     Example:
         >>> att = MoChAAttention(query_dim=4, memory_dim=6, dim=8, chunk=2)
@@ -84,8 +85,11 @@ class MoChAAttention(MonotonicAttention):
         r_init: float = -4.0,
         noise_std: float = 1.0,
         g_init: float | None = None,
+        on_exhausted: str = "zero",
     ) -> None:
-        super().__init__(query_dim, memory_dim, dim, r_init, noise_std, g_init)
+        super().__init__(
+            query_dim, memory_dim, dim, r_init, noise_std, g_init, on_exhausted=on_exhausted
+        )
         if chunk < 1:
             raise ConfigError(f"attention.chunk must be >= 1, got {chunk}")
         self.chunk = chunk
@@ -94,7 +98,16 @@ class MoChAAttention(MonotonicAttention):
 
     @classmethod
     def from_config(cls, cfg: AttentionConfig, query_dim: int, memory_dim: int) -> MoChAAttention:
-        return cls(query_dim, memory_dim, cfg.dim, cfg.chunk, cfg.r_init, cfg.noise_std, cfg.g_init)
+        return cls(
+            query_dim,
+            memory_dim,
+            cfg.dim,
+            cfg.chunk,
+            cfg.r_init,
+            cfg.noise_std,
+            cfg.g_init,
+            on_exhausted=cfg.on_exhausted,
+        )
 
     def prepare(self, memory: Tensor, lengths: Tensor) -> AttendMemory:
         mask = valid_mask(lengths, memory.shape[1])
@@ -107,12 +120,12 @@ class MoChAAttention(MonotonicAttention):
         return chunkwise_weights(alpha, energies, mem.mask, self.chunk)
 
     def hard_output(
-        self, pointer: Tensor, exhausted: Tensor, query: Tensor, mem: AttendMemory
+        self, frames: Tensor, attends: Tensor, query: Tensor, mem: AttendMemory
     ) -> tuple[Tensor, Tensor]:
-        """Chunk softmax over [t - w + 1, t] (truncated at frame 0); zero when exhausted."""
-        offsets = torch.arange(1 - self.chunk, 1, device=pointer.device)
-        index = pointer.unsqueeze(1) + offsets  # (B, w)
-        inside = (index >= 0) & ~exhausted.unsqueeze(1)
+        """Chunk softmax over [t - w + 1, t] (truncated at frame 0); zero where not `attends`."""
+        offsets = torch.arange(1 - self.chunk, 1, device=frames.device)
+        index = frames.unsqueeze(1) + offsets  # (B, w)
+        inside = (index >= 0) & attends.unsqueeze(1)
         safe = index.clamp(0, mem.values.shape[1] - 1)
         self.chunk_evaluations += int(inside.sum())
         energies = self.chunk_energy(gather_frames(mem.keys["chunk"], safe), query.unsqueeze(1))

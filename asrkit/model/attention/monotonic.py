@@ -13,7 +13,8 @@ train mode only, and p = 0 on padding.
   flag per item; energies are computed one frame at a time from the pointer, only until the
   first e > threshold (strict), so an utterance costs at most T + U - 1 energy evaluations and
   a step never touches the frames behind the pointer. An exhausted item gets a zero context and
-  zero weights from then on (policy "zero", consistent with the expected-alignment objective).
+  zero weights from then on (policy "zero", consistent with the expected-alignment objective),
+  or attends its last frame (policy "last_frame", spec §4.4).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from asrkit.config import AttentionConfig
+from asrkit.config import AttentionConfig, ConfigError
 from asrkit.model.attention.base import (
     AttendMemory,
     Attention,
@@ -154,6 +155,8 @@ class MonotonicAttention(Attention):
         noise_std: std of the pre-sigmoid Gaussian noise in train mode.
         g_init: initial energy gain g; None for 1/sqrt(d_a).
         threshold: eval stops at the first frame with e > threshold (p > sigmoid(threshold)).
+        on_exhausted: eval, after the scan ran off the end: "zero" context and weights, or
+            "last_frame" (attend frame L_b - 1).
 
     Example:
         >>> att = MonotonicAttention(query_dim=4, memory_dim=6, dim=8)
@@ -172,18 +175,32 @@ class MonotonicAttention(Attention):
         noise_std: float = 1.0,
         g_init: float | None = None,
         threshold: float = 0.0,
+        on_exhausted: str = "zero",
     ) -> None:
         super().__init__(query_dim, memory_dim)
+        if on_exhausted not in ("zero", "last_frame"):
+            raise ConfigError(
+                f"attention.on_exhausted must be zero or last_frame, not {on_exhausted!r}"
+            )
         self.energy = MonotonicEnergy(query_dim, memory_dim, dim, r_init, g_init)
         self.noise_std = noise_std
         self.threshold = threshold
+        self.on_exhausted = on_exhausted
         self.energy_evaluations = 0
 
     @classmethod
     def from_config(
         cls, cfg: AttentionConfig, query_dim: int, memory_dim: int
     ) -> MonotonicAttention:
-        return cls(query_dim, memory_dim, cfg.dim, cfg.r_init, cfg.noise_std, cfg.g_init)
+        return cls(
+            query_dim,
+            memory_dim,
+            cfg.dim,
+            cfg.r_init,
+            cfg.noise_std,
+            cfg.g_init,
+            on_exhausted=cfg.on_exhausted,
+        )
 
     def prepare(self, memory: Tensor, lengths: Tensor) -> AttendMemory:
         mask = valid_mask(lengths, memory.shape[1])
@@ -257,21 +274,31 @@ class MonotonicAttention(Attention):
     def _hard_step(self, query: Tensor, mem: AttendMemory, state: State) -> AttentionOutput:
         with torch.no_grad():
             pointer, exhausted = self.scan(query, mem, state)
-        weights, context = self.hard_output(pointer, exhausted, query, mem)
+        frames, attends = self.attended_frame(pointer, exhausted, mem)
+        weights, context = self.hard_output(frames, attends, query, mem)
         alive = (~exhausted).to(state["alpha"].dtype).unsqueeze(1)
-        frames = pointer.clamp(max=mem.mask.shape[1] - 1)
         alpha = torch.zeros_like(state["alpha"]).scatter(1, frames.unsqueeze(1), alive)
         new_state = {**state, "alpha": alpha, "pointer": pointer, "exhausted": exhausted}
         return AttentionOutput(context, weights, new_state)
 
-    def hard_output(
-        self, pointer: Tensor, exhausted: Tensor, query: Tensor, mem: AttendMemory
+    def attended_frame(
+        self, pointer: Tensor, exhausted: Tensor, mem: AttendMemory
     ) -> tuple[Tensor, Tensor]:
-        """Weights (B, T) one-hot at the pointer and context h_pointer (B, D); 0 if exhausted."""
-        alive = ~exhausted
-        frames = pointer.clamp(max=mem.values.shape[1] - 1)
+        """(B,) frame each item attends and (B,) bool whether it attends at all.
+
+        An exhausted item attends nothing ("zero") or its last frame ("last_frame").
+        """
+        last = (mem.lengths - 1).clamp_min(0)
+        if self.on_exhausted == "last_frame":
+            return torch.where(exhausted, last, pointer.minimum(last)), mem.lengths > 0
+        return pointer.clamp(max=mem.mask.shape[1] - 1), ~exhausted
+
+    def hard_output(
+        self, frames: Tensor, attends: Tensor, query: Tensor, mem: AttendMemory
+    ) -> tuple[Tensor, Tensor]:
+        """Weights (B, T) one-hot at `frames` and context h_frame (B, D); 0 where not `attends`."""
         context = mem.values[torch.arange(len(frames), device=frames.device), frames]
-        context = context * alive.unsqueeze(1).to(context.dtype)
+        context = context * attends.unsqueeze(1).to(context.dtype)
         weights = torch.zeros(mem.mask.shape, dtype=energy_dtype(mem.values), device=frames.device)
-        weights = weights.scatter(1, frames.unsqueeze(1), alive.to(weights.dtype).unsqueeze(1))
+        weights = weights.scatter(1, frames.unsqueeze(1), attends.to(weights.dtype).unsqueeze(1))
         return weights, context
