@@ -69,13 +69,16 @@ def test_results_table_is_generated_from_reports(tmp_path: Path) -> None:
     (report_dir.parents[1] / "train_result.json").write_text(json.dumps(trained))
     config = "attention: {kind: local}\ntrain: {guide_weight: 0.5}\n"
     (report_dir.parents[1] / "config.yaml").write_text(config)
+    pieces = ["<blank>", "<eos>", "<unk>", "▁ONE", "▁TWO"]
+    tokenizer = {"kind": "sentencepiece", "model_type": "bpe", "pieces": pieces}
+    (report_dir.parents[1] / "tokenizer.json").write_text(json.dumps(tokenizer))
     out = tmp_path / "RESULTS.md"
     script = REPO / "recipes" / "common" / "results_table.py"
     cmd = [sys.executable, str(script), "--out", str(out), str(tmp_path / "exp")]
     subprocess.run(cmd, check=True, capture_output=True)
     assert (
-        "| digits_global | local | 0.5 | test | 4 | 3.10 | 1.20 | 10.0 | 200 | 800 | 23 | 10.0 | 1 "
-        "| 160 | 0.050 |" in out.read_text()
+        "| digits_global | local | bpe (5) | 0.5 | test | 4 | 3.10 | 1.20 | 10.0 | 200 | 800 | 23 "
+        "| 10.0 | 1 | 160 | 0.050 |" in out.read_text()
     )
 
 

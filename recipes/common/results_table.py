@@ -17,6 +17,16 @@ from asrkit.config import load_yaml
 from asrkit.io import atomic_write_text
 
 
+def _units(exp: Path) -> str:
+    """The experiment's output units, e.g. "char (31)" or "bpe (256)"."""
+    path = exp / "tokenizer.json"
+    if not path.is_file():
+        return "?"
+    data = json.loads(path.read_text())
+    kind = data.get("model_type", data.get("kind", "?"))
+    return f"{kind} ({len(data.get('pieces', []))})"
+
+
 def _row(path: Path) -> str:
     exp, test_set = path.parents[2], path.parent.name
     report = json.loads(path.read_text())
@@ -30,6 +40,7 @@ def _row(path: Path) -> str:
     cells = [
         exp.name,
         kind,
+        _units(exp),
         guide,
         test_set,
         beam,
@@ -84,14 +95,14 @@ def main() -> None:
         *([f"Command: `{args.command}`", ""] if args.command else []),
         f"Machine: {machine()}",
         "",
-        "Columns: guide = guided-attention weight at the start of training (- = none), beam "
-        "(1 = greedy), epochs and minutes of training (validation excluded), the "
-        "CPU threads it ran with, its throughput in audio seconds per second, and the decoding "
-        "real-time factor.",
+        "Columns: units = output units (vocabulary size), guide = guided-attention weight at "
+        "the start of training (- = none), beam (1 = greedy), epochs and minutes of training "
+        "(validation excluded), the CPU threads it ran with, its throughput in audio seconds "
+        "per second, and the decoding real-time factor.",
         "",
-        "| experiment | attention | guide | test set | beam | WER % | CER % | SER % | utts "
+        "| experiment | attention | units | guide | test set | beam | WER % | CER % | SER % | utts "
         "| words | epochs | train min | threads | audio s/s | RTF |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     atomic_write_text(args.out, "\n".join([*header, *table]) + "\n")
     print(f"wrote {args.out} ({len(table)} rows)")
