@@ -170,8 +170,10 @@ class DecodeConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    tokenizer: str = ""  # path to tokenizer.json; empty = beside the training manifest
-    cmvn: str = ""  # path to cmvn.json; empty = beside the training manifest
+    # Paths as given, or else relative to the training manifest's folder; empty = the
+    # tokenizer.json / <train>.cmvn.json beside the training manifest.
+    tokenizer: str = ""  # path to tokenizer.json
+    cmvn: str = ""  # path to cmvn.json
     use_feature_store: bool = True  # read precomputed features when prepare wrote them
 
 

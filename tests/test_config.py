@@ -58,3 +58,28 @@ def test_bad_yaml_is_one_line_error(tmp_path: Path) -> None:
         load_yaml(tmp_path / "c.yaml")
     with pytest.raises(ConfigError, match="cannot read config"):
         load_yaml(tmp_path / "missing.yaml")
+
+
+def test_data_paths_resolve_beside_the_training_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`data.tokenizer: bpe256/tokenizer.json` finds the file in the data folder; a path that
+    exists from the working directory wins; a missing one is reported under its given name."""
+    from asrkit.io import UserError
+    from asrkit.tokenizer import CharTokenizer
+    from asrkit.training.experiment import resolve_tokenizer
+
+    data, work = tmp_path / "data", tmp_path / "work"
+    (data / "bpe256").mkdir(parents=True)
+    work.mkdir()
+    monkeypatch.chdir(work)
+    CharTokenizer.train(["AB"]).save(data / "bpe256" / "tokenizer.json")
+    manifest = data / "train.jsonl"
+    cfg = apply_overrides(ExperimentConfig(), ["data.tokenizer=bpe256/tokenizer.json"])
+    assert resolve_tokenizer(cfg, manifest, []).pieces[-2:] == ["A", "B"]
+    (work / "bpe256").mkdir()
+    CharTokenizer.train(["CD"]).save(work / "bpe256" / "tokenizer.json")
+    assert resolve_tokenizer(cfg, manifest, []).pieces[-2:] == ["C", "D"]
+    missing = apply_overrides(ExperimentConfig(), ["data.tokenizer=nope/tokenizer.json"])
+    with pytest.raises(UserError, match=r"^nope/tokenizer\.json: tokenizer file not found"):
+        resolve_tokenizer(missing, manifest, [])

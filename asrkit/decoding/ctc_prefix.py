@@ -148,13 +148,8 @@ class CTCPrefixScorer:
         # window, so a batch loops over the widest window, not over the union of all windows.
         base = first.clamp(1, self.frames) - 1  # (N,)
         width = max(int((end - base).max()), 1)
-        frame = base.unsqueeze(0) + torch.arange(width, device=base.device).unsqueeze(1)
-        inside = frame < self.frames  # (W, N): frames past the last are padding
-        at = (frame.clamp(max=self.frames - 1), torch.arange(rows, device=base.device))
-        xs = self.x[at[0].unsqueeze(2), at[1].view(1, -1, 1), candidates.unsqueeze(0)]
-        xs = xs.masked_fill(~inside.unsqueeze(2), LOG_ZERO)  # (W, N, C)
-        blank = self.x[at[0], at[1], BLANK_ID].masked_fill(~inside, 0.0).unsqueeze(2)
-        r_prev_n, r_prev_b = state.r[:, 0][at], state.r[:, 1][at]  # (W, N) each
+        frame, xs, blank, r_prev = self._window_inputs(state, candidates, base, width)
+        r_prev_n, r_prev_b = r_prev[:, 0], r_prev[:, 1]  # (W, N) each
         r_sum = torch.logaddexp(r_prev_n, r_prev_b)
         # A repeated label needs a blank in between: only r^b paths may be extended by it.
         repeat = (candidates == state.last.unsqueeze(1)).unsqueeze(0)  # (1, N, C)
@@ -164,7 +159,7 @@ class CTCPrefixScorer:
         z = torch.full((width, 3, rows, count), LOG_ZERO, device=xs.device)
         phi = torch.where(repeat, r_prev_b.unsqueeze(2), r_sum.unsqueeze(2))
         # phi_{t-1} feeds an emission at t: only emissions inside [first, end) are allowed.
-        outside = (frame < first - 1) | (frame >= end - 1) | ~inside
+        outside = (frame < first - 1) | (frame >= end - 1) | (frame >= self.frames)
         z[:, 0] = phi.masked_fill(outside.unsqueeze(2), LOG_ZERO)
         log_phi, r = z[:, 0], z[:, 1:]  # (W, N, C), (W, 2, N, C) views
         emit = torch.stack([xs, blank.expand_as(xs)], dim=1)  # (W, 2, N, C)
@@ -180,6 +175,27 @@ class CTCPrefixScorer:
         log_psi = torch.where(candidates == EOS_ID, complete.unsqueeze(1), log_psi)
         log_psi = log_psi.masked_fill(candidates == BLANK_ID, LOG_ZERO)
         return log_psi - state.log_psi.unsqueeze(1), Extensions(r, base, end, peaks)
+
+    def _window_inputs(
+        self, state: CTCPrefixState, candidates: Tensor, base: Tensor, width: int
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Frames [base, base + W) of each row: frame (W, N), candidate log-probs xs (W, N, C),
+        blank log-probs (W, N, 1) and the prefix variables r (W, 2, N); frames past the last
+        one read as padding (blank 0, labels LOG_ZERO)."""
+        frame = base.unsqueeze(0) + torch.arange(width, device=base.device).unsqueeze(1)
+        start = int(base[0])
+        if bool((base == start).all()) and start + width <= self.frames:
+            # One window for all rows (always so in exact scoring): slices, not gathers.
+            x = self.x[start : start + width]
+            xs = torch.gather(x, 2, candidates.unsqueeze(0).expand(width, -1, -1))
+            return frame, xs, x[:, :, BLANK_ID].unsqueeze(2), state.r[start : start + width]
+        inside = frame < self.frames
+        at = (frame.clamp(max=self.frames - 1), torch.arange(self.rows, device=base.device))
+        xs = self.x[at[0].unsqueeze(2), at[1].view(1, -1, 1), candidates.unsqueeze(0)]
+        xs = xs.masked_fill(~inside.unsqueeze(2), LOG_ZERO)
+        blank = self.x[at[0], at[1], BLANK_ID].masked_fill(~inside, 0.0).unsqueeze(2)
+        r_prev = torch.stack([state.r[:, 0][at], state.r[:, 1][at]], dim=1)
+        return frame, xs, blank, r_prev
 
     def select(
         self,
@@ -200,11 +216,15 @@ class CTCPrefixScorer:
         log_psi = state.log_psi[rows] + increments[rows, cols]
         chosen = ext.r[:, :, rows, cols]  # (W, 2, M)
         r = torch.full((self.frames, 2, rows.numel()), LOG_ZERO, device=chosen.device)
-        offsets = torch.arange(chosen.shape[0], device=r.device).unsqueeze(1)
-        frame = ext.base[rows].unsqueeze(0) + offsets  # (W, M)
-        column = torch.arange(rows.numel(), device=r.device).expand_as(frame)
-        inside = frame < self.frames
-        r.permute(0, 2, 1)[frame[inside], column[inside]] = chosen.permute(0, 2, 1)[inside]
+        base, width = ext.base[rows], chosen.shape[0]
+        start = int(base[0]) if base.numel() else 0
+        if bool((base == start).all()) and start + width <= self.frames:
+            r[start : start + width] = chosen
+        else:  # per-row windows: scatter each row's frames
+            frame = base.unsqueeze(0) + torch.arange(width, device=r.device).unsqueeze(1)
+            column = torch.arange(rows.numel(), device=r.device).expand_as(frame)
+            inside = frame < self.frames
+            r.permute(0, 2, 1)[frame[inside], column[inside]] = chosen.permute(0, 2, 1)[inside]
         end = ext.end[rows]
         if bool((end < self.frames).any()):  # after the window: blanks only, in closed form
             frame = torch.arange(self.frames, device=r.device).unsqueeze(1)  # (T, 1)

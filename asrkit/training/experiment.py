@@ -73,10 +73,23 @@ def _flatten(data: dict, prefix: str = "") -> dict[str, object]:
     return flat
 
 
+def data_path(value: str, train_manifest: Path) -> Path:
+    """A `data.*` path: as given if it exists, else relative to the training manifest's folder.
+
+    So a recipe config can name `bpe256/tokenizer.json` inside whatever data folder it is
+    run on, and a path from the working directory keeps working.
+    """
+    given = Path(value)
+    beside = Path(train_manifest).parent / given
+    if given.exists() or given.is_absolute() or not beside.exists():
+        return given  # a missing file is reported under the name the user gave
+    return beside
+
+
 def resolve_tokenizer(cfg: ExperimentConfig, train_manifest: Path, texts: list[str]) -> Tokenizer:
     """`data.tokenizer`, else `tokenizer.json` beside the manifest, else a new char tokenizer."""
     if cfg.data.tokenizer:
-        return load_tokenizer(Path(cfg.data.tokenizer))
+        return load_tokenizer(data_path(cfg.data.tokenizer, train_manifest))
     beside = Path(train_manifest).with_name("tokenizer.json")
     if beside.is_file():
         return load_tokenizer(beside)
@@ -89,7 +102,7 @@ def resolve_cmvn(cfg: ExperimentConfig, train_manifest: Path) -> CMVNStats:
     from asrkit.data.feature_store import cmvn_path, compute_cmvn
 
     if cfg.data.cmvn:
-        return CMVNStats.load(Path(cfg.data.cmvn))
+        return CMVNStats.load(data_path(cfg.data.cmvn, train_manifest))
     beside = cmvn_path(train_manifest)
     if beside.is_file():
         return CMVNStats.load(beside)

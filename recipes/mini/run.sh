@@ -23,6 +23,9 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   attnasr prepare features "$data/mini_train.jsonl" --jobs "$jobs"
   attnasr prepare features "$data/mini_dev.jsonl" --jobs "$jobs" --no-cmvn
   attnasr prepare tokenizer --manifest "$data/mini_train.jsonl" --kind char
+  # Word pieces for configs that ask for them (data.tokenizer: bpe256/tokenizer.json).
+  attnasr prepare tokenizer --manifest "$data/mini_train.jsonl" --kind bpe --vocab-size 256 \
+    --out "$data/bpe256/tokenizer.json"
 fi
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   attnasr train "recipes/mini/conf/$attention.yaml" --train "$data/mini_train.jsonl" \
