@@ -75,3 +75,26 @@ def test_steps_that_attend_nowhere_are_not_jumps_back() -> None:
     assert attention_health(weights, [4, 5, 6, 7, 8]).ending_early
     nowhere = attention_health(np.zeros((3, 12)), [4, 5])
     assert nowhere.ending_early and not nowhere.looping
+
+
+def test_skipping_by_forward_jump_and_by_blind_steps() -> None:
+    """A jump over a third of the audio, or tokens emitted after a hard scan ran off the end,
+    is skipping; the eos step alone attending nowhere is not, nor is a step into the sink."""
+    weights = diagonal(20, 120)  # ~6 frames per step
+    assert not attention_health(weights, list(range(3, 22))).skipping
+    weights[10:] = np.roll(weights[10:], 45, axis=1)  # from frame ~62 on, 45 frames further
+    weights[10:, :45] = 0.0
+    flags = attention_health(weights, list(range(3, 22)))
+    assert flags.skipping and flags.max_forward_jump > 45 and flags.names() == ["skipping"]
+    sink = diagonal(20, 120)
+    sink[5] = 0.0
+    sink[5, 119] = 1.0  # one stray step parks on the final frame: a sink visit, not a skip
+    assert not attention_health(sink, list(range(3, 22))).skipping
+    hard = np.zeros((10, 60))
+    hard[np.arange(5), [2, 5, 8, 11, 14]] = 1.0  # the scan ran off after 5 of 9 tokens
+    flags = attention_health(hard, list(range(3, 12)))
+    assert flags.skipping and flags.blind_steps == 4 and not flags.ending_early
+    hard[5:9, [17, 20, 23, 26]] = 0.0
+    hard[np.arange(5, 9), [17, 20, 23, 26]] = 1.0  # only the eos step attends nowhere
+    flags = attention_health(hard, list(range(3, 12)))
+    assert not flags.skipping and flags.blind_steps == 0 and flags.healthy

@@ -1,4 +1,4 @@
-"""Attention-health flags of one decoded hypothesis: looping, stalling, ending early.
+"""Attention-health flags of one decoded hypothesis: looping, stalling, ending early, skipping.
 
 The three classic failure modes of attention-based recognisers (Chorowski et al. 2015;
 Chiu & Raffel 2018) leave a visible trace in the (output step x encoder frame) weight matrix:
@@ -9,7 +9,10 @@ Chiu & Raffel 2018) leave a visible trace in the (output step x encoder frame) w
   and resumes where it was, which is a visible but different defect (`sink_returns`);
 - *stalling*: the attention peak stays on one frame while many tokens are emitted;
 - *ending early*: the hypothesis ends (eos) while the attention is still well before the
-  end of the speech, i.e. the tail of the utterance was never read.
+  end of the speech, i.e. the tail of the utterance was never read;
+- *skipping*: the attention jumps forward over a large stretch of audio in one step, or
+  tokens are emitted after a hard scan ran off the end (steps before eos attending nowhere):
+  audio passed over without output, or output made without audio.
 
 Steps that attend nowhere (all-zero rows: hard monotonic attention that ran off the end) have
 no peak and are left out of the peak-based measures; such a row also shows that the scan read
@@ -44,6 +47,9 @@ class HealthThresholds:
     sink_frames: int = 2  # jumps back out of the last this-many frames are sink returns
     stall_tokens: int = 8  # this many consecutive steps on one frame (+-1) is a stall
     end_fraction: float = 0.8  # the last attended frame must reach this share of the frames
+    forward_frames: int = 30  # a forward jump must exceed this many frames (1.2 s at 40 ms)...
+    forward_fraction: float = 0.25  # ... and this share of the utterance's frames
+    blind_steps: int = 2  # this many steps before eos attending nowhere is skipping
 
 
 @dataclass(frozen=True)
@@ -56,15 +62,19 @@ class HealthFlags:
     longest_stall: int  # most consecutive steps whose peak stayed within one frame
     end_ratio: float  # (last attended frame + 1) / number of frames
     sink_returns: int = 0  # jumps back out of the final frames (end-of-audio sink), not loops
+    skipping: bool = False
+    max_forward_jump: int = 0  # largest forward move of the peak (not into the sink), frames
+    blind_steps: int = 0  # steps before eos that attend nowhere (a hard scan ran off the end)
 
     @property
     def healthy(self) -> bool:
-        return not (self.looping or self.stalling or self.ending_early)
+        return not self.names()
 
     def names(self) -> list[str]:
         """The raised flags, e.g. `["looping", "ending_early"]`."""
         flags = {"looping": self.looping, "stalling": self.stalling}
         flags["ending_early"] = self.ending_early
+        flags["skipping"] = self.skipping
         return [name for name, raised in flags.items() if raised]
 
     def to_dict(self) -> dict[str, Any]:
@@ -126,12 +136,18 @@ def _backward_jumps(peaks: np.ndarray, sink_start: int) -> tuple[int, int]:
     return max([0, *jumps]), returns
 
 
+def _forward_jump(peaks: np.ndarray, sink_start: int) -> int:
+    """Largest forward move between consecutive peaks; moves into the sink are not reading."""
+    moves = [b - a for a, b in itertools.pairwise(peaks.tolist()) if b < sink_start]
+    return max([0, *moves])
+
+
 def attention_health(
     weights: Any,
     tokens: Sequence[int],
     thresholds: HealthThresholds | None = None,
 ) -> HealthFlags:
-    """Flag looping, stalling and early ending from one hypothesis' attention weights.
+    """Flag looping, stalling, early ending and skipping from one hypothesis' attention.
 
     Args:
         weights: (U, T) attention weights (numpy array or torch tensor) of the output steps,
@@ -140,7 +156,7 @@ def attention_health(
         thresholds: the limits; defaults to `HealthThresholds()`.
 
     Returns:
-        `HealthFlags` with the three booleans and the measurements behind them.
+        `HealthFlags` with the four booleans and the measurements behind them.
     """
     limits = thresholds or HealthThresholds()
     matrix = np.asarray(weights.detach().cpu() if hasattr(weights, "detach") else weights)
@@ -159,6 +175,9 @@ def attention_health(
     back, sink_returns = _backward_jumps(peaks, frames - limits.sink_frames)
     back_limit = max(limits.backward_frames, limits.backward_fraction * frames)
     stall = _longest_stall(peaks)
+    forward = _forward_jump(peaks, frames - limits.sink_frames)
+    forward_limit = max(limits.forward_frames, limits.forward_fraction * frames)
+    blind = int((~attended[:-1]).sum())
     # Only a scan that ran off the end attends nowhere, so such a row means it read every frame.
     end_ratio = 1.0 if not attended.all() else float(peaks.max() + 1) / frames
     return HealthFlags(
@@ -170,4 +189,7 @@ def attention_health(
         longest_stall=stall,
         end_ratio=end_ratio,
         sink_returns=sink_returns,
+        skipping=forward > forward_limit or blind >= limits.blind_steps,
+        max_forward_jump=forward,
+        blind_steps=blind,
     )

@@ -214,7 +214,7 @@ class ScoreReport:
         flagged = [u.health for u in self.utterances if u.health is not None]
         if not flagged:
             return None
-        names = ("looping", "stalling", "ending_early")
+        names = ("looping", "stalling", "ending_early", "skipping")
         return {name: sum(getattr(h, name) for h in flagged) for name in names}
 
     def summary(self) -> dict[str, Any]:
