@@ -98,3 +98,16 @@ def test_skipping_by_forward_jump_and_by_blind_steps() -> None:
     hard[np.arange(5, 9), [17, 20, 23, 26]] = 1.0  # only the eos step attends nowhere
     flags = attention_health(hard, list(range(3, 12)))
     assert not flags.skipping and flags.blind_steps == 0 and flags.healthy
+
+
+def test_word_units_with_long_pauses_are_not_skipping() -> None:
+    """Hard attention on word units steps from word onset to word onset (a word and a pause,
+    here 32 frames of 150): only a jump several times that is skipping."""
+    weights = np.zeros((5, 150))
+    weights[np.arange(5), [5, 37, 69, 101, 101]] = 1.0  # 4 words, eos on the last
+    assert not attention_health(weights, [3, 4, 5, 6]).skipping
+    weights[3], weights[3, 140] = 0.0, 1.0  # the fourth word 71 frames on: still not 4x
+    assert not attention_health(weights, [3, 4, 5, 6]).skipping
+    long = np.zeros((8, 400))
+    long[np.arange(8), [5, 37, 69, 101, 133, 300, 332, 332]] = 1.0  # a 167-frame jump
+    assert attention_health(long, [3, 4, 5, 6, 7, 8, 9]).skipping

@@ -10,7 +10,8 @@ Chiu & Raffel 2018) leave a visible trace in the (output step x encoder frame) w
 - *stalling*: the attention peak stays on one frame while many tokens are emitted;
 - *ending early*: the hypothesis ends (eos) while the attention is still well before the
   end of the speech, i.e. the tail of the utterance was never read;
-- *skipping*: the attention jumps forward over a large stretch of audio in one step, or
+- *skipping*: the attention jumps forward over a large stretch of audio in one step (much
+  longer than its usual step, which for word units spans a word and a pause), or
   tokens are emitted after a hard scan ran off the end (steps before eos attending nowhere):
   audio passed over without output, or output made without audio.
 
@@ -48,7 +49,8 @@ class HealthThresholds:
     stall_tokens: int = 8  # this many consecutive steps on one frame (+-1) is a stall
     end_fraction: float = 0.8  # the last attended frame must reach this share of the frames
     forward_frames: int = 30  # a forward jump must exceed this many frames (1.2 s at 40 ms)...
-    forward_fraction: float = 0.25  # ... and this share of the utterance's frames
+    forward_fraction: float = 0.25  # ... and this share of the utterance's frames ...
+    forward_ratio: float = 4.0  # ... and this many times the median forward move (word units)
     blind_steps: int = 2  # this many steps before eos attending nowhere is skipping
 
 
@@ -136,10 +138,11 @@ def _backward_jumps(peaks: np.ndarray, sink_start: int) -> tuple[int, int]:
     return max([0, *jumps]), returns
 
 
-def _forward_jump(peaks: np.ndarray, sink_start: int) -> int:
-    """Largest forward move between consecutive peaks; moves into the sink are not reading."""
-    moves = [b - a for a, b in itertools.pairwise(peaks.tolist()) if b < sink_start]
-    return max([0, *moves])
+def _forward_moves(peaks: np.ndarray, sink_start: int) -> tuple[int, float]:
+    """(largest, median) forward move between consecutive peaks; moves into the sink are not
+    reading, and steps that stay put are not moves."""
+    moves = [b - a for a, b in itertools.pairwise(peaks.tolist()) if b < sink_start and b > a]
+    return max([0, *moves]), float(np.median(moves)) if moves else 0.0
 
 
 def attention_health(
@@ -175,8 +178,10 @@ def attention_health(
     back, sink_returns = _backward_jumps(peaks, frames - limits.sink_frames)
     back_limit = max(limits.backward_frames, limits.backward_fraction * frames)
     stall = _longest_stall(peaks)
-    forward = _forward_jump(peaks, frames - limits.sink_frames)
-    forward_limit = max(limits.forward_frames, limits.forward_fraction * frames)
+    forward, typical = _forward_moves(peaks, frames - limits.sink_frames)
+    forward_limit = max(
+        limits.forward_frames, limits.forward_fraction * frames, limits.forward_ratio * typical
+    )
     blind = int((~attended[:-1]).sum())
     # Only a scan that ran off the end attends nowhere, so such a row means it read every frame.
     end_ratio = 1.0 if not attended.all() else float(peaks.max() + 1) / frames
