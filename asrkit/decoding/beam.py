@@ -28,6 +28,7 @@ from asrkit.decoding.constraints import (
     eval_mode,
     length_limits,
     normalized,
+    repeat_runs,
     update_repeat_runs,
 )
 from asrkit.decoding.ctc_prefix import LOG_ZERO, CTCPrefixScorer, CTCPrefixState
@@ -115,7 +116,7 @@ def beam_search(
             scores=first.view(-1),
             history=empty.long(),
             history_lp=empty,
-            runs=empty.long().new_zeros(batch * k, max(opts.repeat_ngram, 0)),
+            runs=repeat_runs(empty.long(), opts.repeat_ngram),
             min_len=min_len,
             max_len=max_len,
             ctc=scorer.initial_state() if scorer is not None else None,

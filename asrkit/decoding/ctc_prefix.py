@@ -176,6 +176,12 @@ class CTCPrefixScorer:
         log_psi = log_psi.masked_fill(candidates == BLANK_ID, LOG_ZERO)
         return log_psi - state.log_psi.unsqueeze(1), Extensions(r, base, end, peaks)
 
+    def _shared_start(self, base: Tensor, width: int) -> int | None:
+        """The first frame when every row's window starts there and fits (always so in exact
+        scoring), else None: then rows need their own gathers and scatters."""
+        start = int(base[0]) if base.numel() else 0
+        return start if bool((base == start).all()) and start + width <= self.frames else None
+
     def _window_inputs(
         self, state: CTCPrefixState, candidates: Tensor, base: Tensor, width: int
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -183,9 +189,8 @@ class CTCPrefixScorer:
         blank log-probs (W, N, 1) and the prefix variables r (W, 2, N); frames past the last
         one read as padding (blank 0, labels LOG_ZERO)."""
         frame = base.unsqueeze(0) + torch.arange(width, device=base.device).unsqueeze(1)
-        start = int(base[0])
-        if bool((base == start).all()) and start + width <= self.frames:
-            # One window for all rows (always so in exact scoring): slices, not gathers.
+        start = self._shared_start(base, width)
+        if start is not None:  # one window for all rows: slices, not gathers
             x = self.x[start : start + width]
             xs = torch.gather(x, 2, candidates.unsqueeze(0).expand(width, -1, -1))
             return frame, xs, x[:, :, BLANK_ID].unsqueeze(2), state.r[start : start + width]
@@ -217,8 +222,8 @@ class CTCPrefixScorer:
         chosen = ext.r[:, :, rows, cols]  # (W, 2, M)
         r = torch.full((self.frames, 2, rows.numel()), LOG_ZERO, device=chosen.device)
         base, width = ext.base[rows], chosen.shape[0]
-        start = int(base[0]) if base.numel() else 0
-        if bool((base == start).all()) and start + width <= self.frames:
+        start = self._shared_start(base, width)
+        if start is not None:
             r[start : start + width] = chosen
         else:  # per-row windows: scatter each row's frames
             frame = base.unsqueeze(0) + torch.arange(width, device=r.device).unsqueeze(1)

@@ -18,6 +18,7 @@ from asrkit.decoding.constraints import (
     eval_mode,
     length_limits,
     normalized,
+    repeat_runs,
     update_repeat_runs,
 )
 from asrkit.decoding.options import DecodeOptions, Hypothesis
@@ -64,7 +65,7 @@ def greedy_search(
         items = torch.arange(batch, device=feats.device)  # original index of each live row
         prev = torch.full((batch,), EOS_ID, dtype=torch.long, device=feats.device)
         history = torch.zeros(batch, 0, dtype=torch.long, device=feats.device)
-        runs = torch.zeros(batch, max(opts.repeat_ngram, 0), dtype=torch.long, device=feats.device)
+        runs = repeat_runs(history, opts.repeat_ngram)
         step_weights: list[list[Tensor]] = [[] for _ in range(batch)]
         step_log_probs: list[list[float]] = [[] for _ in range(batch)]
         results: list[Hypothesis | None] = [None] * batch

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 ATTENDED_MASS = 1e-6  # a step whose weights sum to less attended nowhere
+FLAGS = ("looping", "stalling", "ending_early", "skipping")  # the booleans of `HealthFlags`
 
 
 @dataclass(frozen=True)
@@ -74,10 +75,7 @@ class HealthFlags:
 
     def names(self) -> list[str]:
         """The raised flags, e.g. `["looping", "ending_early"]`."""
-        flags = {"looping": self.looping, "stalling": self.stalling}
-        flags["ending_early"] = self.ending_early
-        flags["skipping"] = self.skipping
-        return [name for name, raised in flags.items() if raised]
+        return [name for name in FLAGS if getattr(self, name)]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

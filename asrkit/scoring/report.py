@@ -26,7 +26,7 @@ from asrkit import __version__
 from asrkit.io import UserError, atomic_write_json, atomic_write_text, write_jsonl
 from asrkit.scoring.align import Alignment, align_words, char_errors
 from asrkit.scoring.formats import write_trn
-from asrkit.scoring.health import HealthFlags
+from asrkit.scoring.health import FLAGS, HealthFlags
 from asrkit.scoring.normalize import NORMALIZER_VERSION, normalize
 from asrkit.scoring.stats import BootstrapCI, bootstrap_wer
 
@@ -214,8 +214,7 @@ class ScoreReport:
         flagged = [u.health for u in self.utterances if u.health is not None]
         if not flagged:
             return None
-        names = ("looping", "stalling", "ending_early", "skipping")
-        return {name: sum(getattr(h, name) for h in flagged) for name in names}
+        return {name: sum(getattr(h, name) for h in flagged) for name in FLAGS}
 
     def summary(self) -> dict[str, Any]:
         """Everything in `report.json`."""

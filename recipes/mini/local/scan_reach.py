@@ -20,12 +20,13 @@ import torch
 from asrkit.checkpoint import load_model
 from asrkit.data.manifest import read_manifest
 from asrkit.decoding import DecodeOptions, Hypothesis, decode_utterances
+from asrkit.scoring.health import ATTENDED_MASS
 
 
 def reach(hyp: Hypothesis) -> tuple[float, float] | None:
     """(share of tokens, share of frames) when the scan ran off the end, or None if it did not."""
     rows = hyp.attention[: len(hyp.tokens)]  # (U, T'), one row per emitted token
-    empty = (rows.sum(dim=1) == 0).nonzero().squeeze(1)
+    empty = (rows.sum(dim=1) <= ATTENDED_MASS).nonzero().squeeze(1)
     if not len(hyp.tokens) or not len(empty):
         return None
     step = int(empty[0])
