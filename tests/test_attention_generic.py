@@ -235,3 +235,38 @@ def test_gradcheck_float64(kind: str) -> None:
         return tuple(t for o in outputs for t in (o.context, o.weights))
 
     assert torch.autograd.gradcheck(unrolled, (memory, queries), atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_shared_memory_equals_copied_memory(kind: str, mode: Mode) -> None:
+    """Beam search lets K rows share an item's frames (`AttendMemory.shared`): every step, and
+    dropping an item (`index_select` of items), must equal K real copies of the frames."""
+    if mode == "train" and kind not in DETERMINISTIC_IN_TRAIN:
+        pytest.skip("stochastic hard attention samples in train mode")
+    from asrkit.model.attention.base import reorder_state
+
+    beams, att = 3, make(kind)
+    memory, lengths = padded_memory([7, 3, 5])
+    queries = torch.randn(5, 3 * beams, QUERY_DIM)  # rows: item 0's 3 beams, item 1's, ...
+    rows = torch.arange(3).repeat_interleave(beams)
+    shared = att.prepare(memory, lengths).shared(beams)
+    copied = att.prepare(memory[rows], lengths[rows])
+    state_s, state_c = att.initial_state(shared), att.initial_state(copied)
+    for step, query in enumerate(queries):
+        if step == 3:  # item 1 finished: its rows leave the batch
+            keep_items = torch.tensor([0, 2])
+            keep_rows = torch.tensor([0, 1, 2, 6, 7, 8])
+            shared, state_s = shared.index_select(keep_items), reorder_state(state_s, keep_rows)
+            copied, state_c = copied.index_select(keep_rows), reorder_state(state_c, keep_rows)
+        query = query[: shared.lengths.shape[0]]
+        out_s, out_c = (
+            att.step(query, shared, state_s, mode),
+            att.step(query, copied, state_c, mode),
+        )
+        torch.testing.assert_close(out_s.weights, out_c.weights, atol=1e-6, rtol=0)
+        torch.testing.assert_close(out_s.context, out_c.context, atol=1e-6, rtol=0)
+        state_s, state_c = out_s.state, out_c.state
+    assert shared.values.shape[0] == 2 and shared.lengths.shape[0] == 2 * beams
+    with pytest.raises(ValueError, match="already shared"):
+        shared.shared(2)

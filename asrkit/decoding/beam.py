@@ -8,8 +8,10 @@ Rows are laid out as B blocks of K beams: (B*K, ...). Every step:
      <eos> continue, and an <eos> ranked above the K-th continuation finishes a hypothesis
      (fairseq's rule, so K = 1 is exactly greedy search);
   4. an utterance is done once it holds K finished hypotheses; its rows leave the batch.
-Attention rows are not copied along the beam: each step's weights and back-pointers are kept
-and a finished hypothesis is traced back once (linear, not quadratic, in the output length).
+The K beams of an utterance share its encoder frames and attention keys (`AttendMemory.shared`):
+nothing is copied K times, and dropping a finished utterance moves 1/K of the bytes. Attention
+rows are not copied along the beam: each step's weights and back-pointers are kept and a
+finished hypothesis is traced back once (linear, not quadratic, in the output length).
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ def beam_search(
         enc, enc_lengths, mem = encode(model, feats, feat_lengths, encoded)
         batch = feats.shape[0]
         rows = torch.arange(batch, device=feats.device).repeat_interleave(k)  # (B*K,)
-        mem = mem.index_select(rows)
+        mem = mem.shared(k)  # the K beams of an utterance read its frames, not K copies
         state = model.speller.initial_state(mem)
         ctc_lp = model.ctc_log_probs(enc) if opts.ctc_weight > 0 else None
         scorer = None
@@ -130,11 +132,12 @@ def beam_search(
             weights.append(out.weights)
             parent, prev = _advance(beams, out, scorer, opts, ended, len(weights) - 1)
             state = reorder_state(out.state, parent)
-            keep = _finished_blocks(beams, ended, k)
-            if keep is not None:
+            blocks = _finished_blocks(beams, ended, k)
+            if blocks is not None:
+                keep = (blocks.unsqueeze(1) * k + torch.arange(k, device=blocks.device)).view(-1)
                 state, mem, parent = (
                     reorder_state(state, keep),
-                    mem.index_select(keep),
+                    mem.index_select(blocks),
                     parent[keep],
                 )
                 prev = prev[keep]
@@ -208,15 +211,15 @@ def _advance(
 
 
 def _finished_blocks(beams: _Beams, ended: list[list[_Ended]], k: int) -> Tensor | None:
-    """Rows to keep when some utterance is done (K finished, or no live beam), else None."""
+    """Blocks (live utterances) to keep when some utterance is done (K finished, or no live
+    beam), else None."""
     alive = torch.isfinite(beams.scores).view(-1, k).any(dim=1).tolist()
     done = [len(ended[item]) >= k or not alive[a] for a, item in enumerate(beams.items)]
     if not any(done):
         return None
     blocks = [a for a, d in enumerate(done) if not d]
     beams.items = [beams.items[a] for a in blocks]
-    index = torch.tensor(blocks, dtype=torch.long, device=beams.scores.device)
-    return (index.unsqueeze(1) * k + torch.arange(k, device=index.device)).view(-1)
+    return torch.tensor(blocks, dtype=torch.long, device=beams.scores.device)
 
 
 def _compact(beams: _Beams, keep: Tensor, scorer: CTCPrefixScorer | None, k: int) -> None:

@@ -96,7 +96,7 @@ class Speller(nn.Module):
 
     def initial_state(self, mem: AttendMemory) -> State:
         """Zero LSTM states, zero previous context, and the attention's initial state."""
-        batch = mem.values.shape[0]
+        batch = mem.lengths.shape[0]  # query rows (beams share an item's frames)
         zeros = mem.values.new_zeros(batch, self.hidden)
         state: State = {"context": mem.values.new_zeros(batch, self.memory_dim)}
         for i in range(len(self.cells)):

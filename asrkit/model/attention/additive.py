@@ -17,6 +17,7 @@ from asrkit.model.attention.base import (
     AttentionOutput,
     Mode,
     State,
+    by_item,
     energy_dtype,
     masked_softmax,
     no_autocast,
@@ -62,20 +63,22 @@ class AdditiveAttention(Attention):
         return AttendMemory(memory, mask, lengths, {"keys": self.key_proj(memory)})
 
     def energies(self, query: Tensor, mem: AttendMemory, extra: Tensor | None = None) -> Tensor:
-        """Energies (B, T) in float32 for query (B, query_dim).
+        """Energies (B * G, T) in float32 for query (B * G, query_dim), G = `mem.group`.
 
         Args:
-            query: (B, query_dim).
+            query: (B * G, query_dim).
             mem: prepared memory.
-            extra: optional (B, T, d_a) term added inside the tanh (location features).
+            extra: optional (B * G, T, d_a) term added inside the tanh (location features).
         """
         with no_autocast(query.device):
-            keys = mem.keys["keys"]
+            keys = mem.keys["keys"]  # (B, T, d_a), shared by the G rows of an item
             dtype = energy_dtype(keys)
-            hidden = keys.to(dtype) + self.query_proj(query.to(dtype)).unsqueeze(1)  # (B, T, d_a)
+            items = keys.shape[0]
+            projected = by_item(self.query_proj(query.to(dtype)), items)  # (B, G, d_a)
+            hidden = keys.to(dtype).unsqueeze(1) + projected.unsqueeze(2)  # (B, G, T, d_a)
             if extra is not None:
-                hidden = hidden + extra.to(dtype)
-            return self.score(torch.tanh(hidden)).squeeze(-1)
+                hidden = hidden + by_item(extra.to(dtype), items)
+            return self.score(torch.tanh(hidden)).flatten(0, 1).squeeze(-1)
 
     def step(self, query: Tensor, mem: AttendMemory, state: State, mode: Mode) -> AttentionOutput:
         weights = masked_softmax(self.energies(query, mem), mem.mask, self.scaling)

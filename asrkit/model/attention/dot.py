@@ -24,6 +24,13 @@ from asrkit.model.attention.base import (
 )
 
 
+def item_bmm(keys: Tensor, queries: Tensor) -> Tensor:
+    """keys (B, T, d) . queries (B * G, d) -> (B * G, T); G rows share an item's keys."""
+    items, frames, dim = keys.shape
+    grouped = queries.reshape(items, -1, dim).transpose(1, 2)  # (B, d, G)
+    return torch.bmm(keys, grouped).transpose(1, 2).reshape(-1, frames)
+
+
 class DotAttention(Attention):
     """Scaled dot-product attention between a projected query and projected keys.
 
@@ -57,11 +64,11 @@ class DotAttention(Attention):
         return AttendMemory(memory, mask, lengths, {"keys": self.key_proj(memory)})
 
     def energies(self, query: Tensor, keys: Tensor) -> Tensor:
-        """query (B, query_dim), keys (B, T, d) -> unscaled energies (B, T) in float32."""
+        """query (B * G, query_dim), keys (B, T, d) -> unscaled energies (B * G, T), float32."""
         with no_autocast(query.device):
             dtype = energy_dtype(keys)
-            q = self.query_proj(query.to(dtype))  # (B, d)
-            return torch.bmm(keys.to(dtype), q.unsqueeze(2)).squeeze(2)
+            q = self.query_proj(query.to(dtype))  # (B * G, d)
+            return item_bmm(keys.to(dtype), q)
 
     def step(self, query: Tensor, mem: AttendMemory, state: State, mode: Mode) -> AttentionOutput:
         weights = masked_softmax(self.energies(query, mem.keys["keys"]), mem.mask, self.scaling)
@@ -97,6 +104,6 @@ class GeneralAttention(Attention):
         with no_autocast(query.device):
             keys = mem.keys["keys"]
             dtype = energy_dtype(keys)
-            energies = torch.bmm(keys.to(dtype), query.to(dtype).unsqueeze(2)).squeeze(2)
+            energies = item_bmm(keys.to(dtype), query.to(dtype))
         weights = masked_softmax(energies, mem.mask, self.scaling)
         return AttentionOutput(weighted_context(weights, mem.values), weights, state)

@@ -27,7 +27,7 @@ from asrkit.model.attention.base import (
     scatter_frames,
     valid_mask,
 )
-from asrkit.model.attention.monotonic import MonotonicAttention, MonotonicEnergy
+from asrkit.model.attention.monotonic import MonotonicAttention, MonotonicEnergy, item_energies
 
 
 def chunkwise_weights(alpha: Tensor, chunk_energies: Tensor, mask: Tensor, width: int) -> Tensor:
@@ -116,7 +116,7 @@ class MoChAAttention(MonotonicAttention):
 
     def soft_weights(self, alpha: Tensor, query: Tensor, mem: AttendMemory) -> Tensor:
         """beta (B, T) from the expected alignment alpha (B, T)."""
-        energies = self.chunk_energy(mem.keys["chunk"], query.unsqueeze(1))  # (B, T)
+        energies = item_energies(self.chunk_energy, mem.keys["chunk"], query)  # (B, T)
         return chunkwise_weights(alpha, energies, mem.mask, self.chunk)
 
     def hard_output(

@@ -29,7 +29,9 @@ from asrkit.model.attention.base import (
     AttentionOutput,
     Mode,
     State,
+    by_item,
     energy_dtype,
+    gather_frames,
     no_autocast,
     valid_mask,
     weighted_context,
@@ -141,6 +143,13 @@ class MonotonicEnergy(nn.Module):
         return self.score(keys, self.project(query))
 
 
+def item_energies(energy: MonotonicEnergy, keys: Tensor, query: Tensor) -> Tensor:
+    """Energies (B * G, T) of queries (B * G, query_dim) against keys (B, T, d_a) of B items
+    (G consecutive rows share an item, see `AttendMemory`)."""
+    queries = by_item(query, keys.shape[0]).unsqueeze(2)  # (B, G, 1, query_dim)
+    return energy(keys.unsqueeze(1), queries).flatten(0, 1)
+
+
 class MonotonicAttention(Attention):
     """Soft expected alignment in training, linear-time hard scan at inference.
 
@@ -223,7 +232,7 @@ class MonotonicAttention(Attention):
 
     def selection_probability(self, query: Tensor, mem: AttendMemory, mode: Mode) -> Tensor:
         """p (B, T) = sigmoid(e + noise), noise only in train mode, exactly 0 on padding."""
-        energies = self.energy(mem.keys["mono"], query.unsqueeze(1))  # (B, T) float32
+        energies = item_energies(self.energy, mem.keys["mono"], query)  # (B, T) float32
         if mode == "train" and self.noise_std > 0:
             energies = energies + self.noise_std * torch.randn_like(energies)
         return torch.sigmoid(energies).masked_fill(~mem.mask, 0.0)
@@ -247,7 +256,7 @@ class MonotonicAttention(Attention):
         `projected` is the (B, d_a) projected query of the step, computed once.
         """
         self.energy_evaluations += int(rows.numel())
-        return self.energy.score(mem.keys["mono"][rows, frames], projected[rows])
+        return self.energy.score(mem.keys["mono"][rows // mem.group, frames], projected[rows])
 
     def scan(self, query: Tensor, mem: AttendMemory, state: State) -> tuple[Tensor, Tensor]:
         """Advance each live pointer to the first frame >= it with e > threshold.
@@ -297,7 +306,7 @@ class MonotonicAttention(Attention):
         self, frames: Tensor, attends: Tensor, query: Tensor, mem: AttendMemory
     ) -> tuple[Tensor, Tensor]:
         """Weights (B, T) one-hot at `frames` and context h_frame (B, D); 0 where not `attends`."""
-        context = mem.values[torch.arange(len(frames), device=frames.device), frames]
+        context = gather_frames(mem.values, frames.unsqueeze(1)).squeeze(1)  # (B, D)
         context = context * attends.unsqueeze(1).to(context.dtype)
         weights = torch.zeros(mem.mask.shape, dtype=energy_dtype(mem.values), device=frames.device)
         weights = weights.scatter(1, frames.unsqueeze(1), attends.to(weights.dtype).unsqueeze(1))

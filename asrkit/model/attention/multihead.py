@@ -18,6 +18,7 @@ from asrkit.model.attention.base import (
     AttentionOutput,
     Mode,
     State,
+    by_item,
     energy_dtype,
     masked_softmax,
     no_autocast,
@@ -76,13 +77,17 @@ class MultiHeadAttention(Attention):
         return AttendMemory(memory, mask, lengths, keys)
 
     def step(self, query: Tensor, mem: AttendMemory, state: State, mode: Mode) -> AttentionOutput:
-        keys = mem.keys["keys"]  # (B, H, T, d_h)
+        keys = mem.keys["keys"]  # (B, H, T, d_h), shared by the G = mem.group rows of an item
+        items = keys.shape[0]
         with no_autocast(query.device):
             dtype = energy_dtype(keys)
-            q = self.query_proj(query.to(dtype)).view(-1, self.heads, self.head_dim, 1)
-            energies = torch.matmul(keys.to(dtype), q).squeeze(-1)  # (B, H, T)
-        weights = masked_softmax(energies, mem.mask.unsqueeze(1), self.scaling)  # (B, H, T)
+            q = by_item(self.query_proj(query.to(dtype)), items)  # (B, G, H * d_h)
+            q = q.view(items, -1, self.heads, self.head_dim).transpose(1, 2)  # (B, H, G, d_h)
+            energies = torch.matmul(q, keys.to(dtype).transpose(2, 3))  # (B, H, G, T)
+        energies = energies.transpose(1, 2).flatten(0, 1)  # (B * G, H, T)
+        weights = masked_softmax(energies, mem.mask.unsqueeze(1), self.scaling)  # (B * G, H, T)
         values = mem.keys["values"]  # (B, H, T, d_h)
-        heads = torch.matmul(weights.unsqueeze(2).to(values.dtype), values)  # (B, H, 1, d_h)
-        context = self.out_proj(heads.flatten(1))  # (B, memory_dim)
+        grouped = by_item(weights, items).transpose(1, 2).to(values.dtype)  # (B, H, G, T)
+        heads = torch.matmul(grouped, values).transpose(1, 2)  # (B, G, H, d_h)
+        context = self.out_proj(heads.flatten(2).flatten(0, 1))  # (B * G, memory_dim)
         return AttentionOutput(context, weights.mean(1), state)
