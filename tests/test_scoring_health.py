@@ -75,6 +75,9 @@ def test_steps_that_attend_nowhere_are_not_jumps_back() -> None:
     assert attention_health(weights, [4, 5, 6, 7, 8]).ending_early
     nowhere = attention_health(np.zeros((3, 12)), [4, 5])
     assert nowhere.ending_early and not nowhere.looping
+    assert nowhere.blind_steps == 2 and nowhere.skipping  # two tokens emitted attending nothing
+    eos_only = attention_health(np.zeros((1, 12)), [])
+    assert eos_only.blind_steps == 0 and not eos_only.skipping
 
 
 def test_skipping_by_forward_jump_and_by_blind_steps() -> None:

@@ -171,8 +171,19 @@ def attention_health(
     # on the eos step): it has no peak, and argmax would call it a jump back to frame 0.
     attended = matrix.sum(axis=1) > ATTENDED_MASS
     peaks = matrix[attended].argmax(axis=1).astype(np.int64)  # (U',)
-    if peaks.size == 0:
-        return HealthFlags(repeats >= limits.ngram_repeats, False, True, repeats, 0, 0, 0.0)
+    if peaks.size == 0:  # no step attended anything: every token was emitted blind
+        blind = steps - 1
+        return HealthFlags(
+            repeats >= limits.ngram_repeats,
+            False,
+            True,
+            repeats,
+            0,
+            0,
+            0.0,
+            skipping=blind >= limits.blind_steps,
+            blind_steps=blind,
+        )
     back, sink_returns = _backward_jumps(peaks, frames - limits.sink_frames)
     back_limit = max(limits.backward_frames, limits.backward_fraction * frames)
     stall = _longest_stall(peaks)
