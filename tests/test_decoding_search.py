@@ -15,7 +15,7 @@ from asrkit.decoding.constraints import (
     repeat_blocked,
     repeat_runs,
 )
-from asrkit.decoding.ctc_prefix import CTCPrefixScorer
+from asrkit.decoding.ctc_prefix import CTCPrefixScorer, CTCPrefixState
 from asrkit.decoding.timing import ctc_viterbi
 from asrkit.model.attention import REGISTRY
 from asrkit.testing import dummy_batch, tiny_model
@@ -196,6 +196,39 @@ def test_ctc_prefix_padding_invariance() -> None:
     inc_b, _ = batched.score(batched.initial_state(), candidates)
     inc_a, _ = alone.score(alone.initial_state(), candidates[1:])
     assert torch.allclose(inc_b[1], inc_a[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("margin", [0, 2])
+def test_ctc_prefix_group_rows_equal_copied_posteriors(margin: int) -> None:
+    """K rows per utterance (beam search) score exactly as K copies of its posteriors, through
+    extensions and an utterance leaving."""
+    gen = torch.Generator().manual_seed(2)
+    log_probs = torch.randn(3, 9, 6, generator=gen).log_softmax(-1)
+    lengths, k = torch.tensor([9, 6, 8]), 2
+    copies = torch.arange(3).repeat_interleave(k)
+    shared = CTCPrefixScorer(log_probs, lengths, margin, group=k)
+    copied = CTCPrefixScorer(log_probs[copies], lengths[copies], margin)
+    state_s, state_c = shared.initial_state(), copied.initial_state()
+    candidates = torch.tensor([[2, 3, EOS_ID], [3, 4, 5]]).repeat(3, 1)
+    peaks = torch.tensor([1, 2, 0, 3, 4, 1])
+    for step in range(4):
+        if step == 2:  # utterance 1 finished: its rows leave
+            rows = torch.tensor([0, 1, 4, 5])
+            shared.index_select(torch.tensor([0, 2]))
+            copied.index_select(rows)
+            peak = state_s.peak[rows] if state_s.peak is not None else None
+            state_s = state_c = CTCPrefixState(
+                state_s.r[:, :, rows], state_s.log_psi[rows], state_s.last[rows], step, peak
+            )
+            candidates, peaks = candidates[rows], peaks[rows]
+        inc_s, ext_s = shared.score(state_s, candidates, peaks + step)
+        inc_c, ext_c = copied.score(state_c, candidates, peaks + step)
+        torch.testing.assert_close(inc_s, inc_c, rtol=0, atol=0)
+        parents = torch.arange(len(candidates))
+        chosen = (torch.zeros_like(parents), candidates[:, 0])
+        state_s = shared.select(state_s, inc_s, ext_s, parents, *chosen)
+        state_c = copied.select(state_c, inc_c, ext_c, parents, *chosen)
+        torch.testing.assert_close(state_s.r, state_c.r, rtol=0, atol=0)
 
 
 def test_ctc_viterbi_follows_peaked_posteriors() -> None:

@@ -101,9 +101,7 @@ def beam_search(
         ctc_lp = model.ctc_log_probs(enc) if opts.ctc_weight > 0 else None
         scorer = None
         if ctc_lp is not None:
-            scorer = CTCPrefixScorer(
-                ctc_lp.index_select(0, rows), enc_lengths[rows], opts.ctc_window
-            )
+            scorer = CTCPrefixScorer(ctc_lp, enc_lengths, opts.ctc_window, group=k)
         min_len, max_len = length_limits(enc_lengths[rows], opts)
         if scorer is not None:  # CTC emits at most one label per frame
             max_len = max_len.minimum(enc_lengths[rows])
@@ -141,7 +139,7 @@ def beam_search(
                     parent[keep],
                 )
                 prev = prev[keep]
-                _compact(beams, keep, scorer, k)
+                _compact(beams, keep, blocks, scorer)
             parents.append(parent)
     return [
         _trace(ended[i], weights, parents, int(enc_lengths[i]), tokenizer) for i in range(batch)
@@ -222,13 +220,13 @@ def _finished_blocks(beams: _Beams, ended: list[list[_Ended]], k: int) -> Tensor
     return torch.tensor(blocks, dtype=torch.long, device=beams.scores.device)
 
 
-def _compact(beams: _Beams, keep: Tensor, scorer: CTCPrefixScorer | None, k: int) -> None:
-    """Drop the rows of finished utterances from every per-row tensor."""
+def _compact(beams: _Beams, keep: Tensor, blocks: Tensor, scorer: CTCPrefixScorer | None) -> None:
+    """Drop the rows `keep` (of the blocks `blocks`) of finished utterances."""
     beams.scores, beams.history = beams.scores[keep], beams.history[keep]
     beams.history_lp, beams.runs = beams.history_lp[keep], beams.runs[keep]
     beams.min_len, beams.max_len = beams.min_len[keep], beams.max_len[keep]
     if scorer is not None and beams.ctc is not None:
-        scorer.index_select(keep)
+        scorer.index_select(blocks)
         c = beams.ctc
         peak = c.peak[keep] if c.peak is not None else None
         beams.ctc = CTCPrefixState(c.r[:, :, keep], c.log_psi[keep], c.last[keep], c.length, peak)
