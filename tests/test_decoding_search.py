@@ -15,7 +15,12 @@ from asrkit.decoding.constraints import (
     repeat_blocked,
     repeat_runs,
 )
-from asrkit.decoding.ctc_prefix import CTCPrefixScorer, CTCPrefixState
+from asrkit.decoding.ctc_prefix import (
+    LOG_ZERO,
+    CTCPrefixScorer,
+    CTCPrefixState,
+    logsumexp_first,
+)
 from asrkit.decoding.timing import ctc_viterbi
 from asrkit.model.attention import REGISTRY
 from asrkit.testing import dummy_batch, tiny_model
@@ -229,6 +234,17 @@ def test_ctc_prefix_group_rows_equal_copied_posteriors(margin: int) -> None:
         state_s = shared.select(state_s, inc_s, ext_s, parents, *chosen)
         state_c = copied.select(state_c, inc_c, ext_c, parents, *chosen)
         torch.testing.assert_close(state_s.r, state_c.r, rtol=0, atol=0)
+
+
+def test_logsumexp_first_equals_torch() -> None:
+    """The clamped log-sum-exp of the CTC scorer gives torch's sums on LOG_ZERO-laden input."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(40, 16, 5, generator=gen) * 20
+    x[torch.rand(x.shape, generator=gen) < 0.7] = LOG_ZERO
+    x[:, 0, 0] = LOG_ZERO  # a column with nothing but LOG_ZERO
+    x[:, 1, 0] = float("-inf")
+    x[3, 2, 0] = float("inf")
+    assert torch.equal(logsumexp_first(x), torch.logsumexp(x, dim=0))
 
 
 def test_ctc_viterbi_follows_peaked_posteriors() -> None:
