@@ -174,13 +174,13 @@ def attention_health(
     if peaks.size == 0:  # no step attended anything: every token was emitted blind
         blind = steps - 1
         return HealthFlags(
-            repeats >= limits.ngram_repeats,
-            False,
-            True,
-            repeats,
-            0,
-            0,
-            0.0,
+            looping=repeats >= limits.ngram_repeats,
+            stalling=False,
+            ending_early=True,
+            repeated_ngram=repeats,
+            max_backward_jump=0,
+            longest_stall=0,
+            end_ratio=0.0,
             skipping=blind >= limits.blind_steps,
             blind_steps=blind,
         )
