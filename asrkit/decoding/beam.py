@@ -35,7 +35,7 @@ from asrkit.decoding.constraints import (
 )
 from asrkit.decoding.ctc_prefix import LOG_ZERO, CTCPrefixScorer, CTCPrefixState
 from asrkit.decoding.options import DecodeOptions, Hypothesis
-from asrkit.model.attention.base import reorder_state
+from asrkit.model.attention.base import group_rows, reorder_state
 from asrkit.tokenizer import EOS_ID, Tokenizer
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ def beam_search(
             state = reorder_state(out.state, parent)
             blocks = _finished_blocks(beams, ended, k)
             if blocks is not None:
-                keep = (blocks.unsqueeze(1) * k + torch.arange(k, device=blocks.device)).view(-1)
+                keep = group_rows(blocks, k)
                 state, mem, parent = (
                     reorder_state(state, keep),
                     mem.index_select(blocks),

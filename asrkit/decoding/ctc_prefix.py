@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from asrkit.model.attention.base import group_rows
 from asrkit.tokenizer import BLANK_ID, EOS_ID
 
 LOG_ZERO = -1e10  # finite "log 0": -inf would turn logaddexp(-inf, -inf) into NaN gradients
@@ -126,10 +127,10 @@ class CTCPrefixScorer:
     def index_select(self, index: Tensor) -> None:
         """Keep only (or repeat) utterances `index`, each with its `group` rows (finished
         utterances leave)."""
-        rows = index.unsqueeze(1) * self.group + torch.arange(self.group, device=index.device)
+        rows = group_rows(index, self.group)
         self.x = self.x.index_select(1, index)
         self.blank_sum = self.blank_sum.index_select(1, index)
-        self.lengths = self.lengths.index_select(0, rows.view(-1))
+        self.lengths = self.lengths.index_select(0, rows)
         self.rows = rows.numel()
         self.item = torch.arange(self.rows, device=index.device) // self.group
 

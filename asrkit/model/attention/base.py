@@ -51,8 +51,7 @@ class AttendMemory:
 
     def index_select(self, index: Tensor) -> AttendMemory:
         """Pick (or repeat) items, e.g. drop finished utterances; their row groups follow."""
-        offsets = torch.arange(self.group, device=index.device)
-        rows = (index.unsqueeze(1) * self.group + offsets).view(-1)
+        rows = group_rows(index, self.group)
         return AttendMemory(
             values=self.values.index_select(0, index),
             mask=self.mask.index_select(0, rows),
@@ -93,6 +92,12 @@ class AttentionOutput:
     state: State
     log_prob: Tensor | None = None
     entropy: Tensor | None = None
+
+
+def group_rows(items: Tensor, group: int) -> Tensor:
+    """(M,) item indices -> (M * group,) indices of their rows, each item's `group` in order."""
+    offsets = torch.arange(group, device=items.device)
+    return (items.unsqueeze(1) * group + offsets).view(-1)
 
 
 def reorder_state(state: State, index: Tensor) -> State:
