@@ -94,9 +94,17 @@ class ModelConfig:
     # subtract each utterance's own mean log-mel (per bin, over its frames) after global CMVN:
     # removes the level and microphone colouring of speakers and channels unseen in training
     utterance_cmn: bool = False
+    # instead, subtract the mean log-mel of the utterance's speaker over all of its utterances
+    # in the manifest (Kaldi's per-speaker CMN; audio only, no transcripts); an utterance with
+    # no speaker (transcribe of files) uses its own mean. See asrkit/data/speaker_cmn.py.
+    speaker_cmn: bool = False
     # width of the diagonal band of the guided-attention loss, as a share of the utterance
     # (Tachibana et al. 2018); the loss weight and its schedule are train.guide_*
     guide_sigma: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.utterance_cmn and self.speaker_cmn:
+            raise ConfigError("model.utterance_cmn and model.speaker_cmn: choose one of the two")
 
 
 @dataclass(frozen=True)
@@ -138,6 +146,8 @@ class TrainConfig:
     # attention decoder past the stage where every token attends the same few frames
     guide_weight: float = 0.0
     guide_epochs: int = 4
+    # SortaGrad: this many first epochs take their batches shortest first, not shuffled
+    sortagrad: int = 0
     keep_best: int = 3  # best checkpoints kept (by dev WER) and averaged into the final model
     patience: int = 0  # early stopping after this many epochs without a better dev epoch; 0 = off
     align_check_steps: int = 2000  # warn in plain words if attention is not aligned by then

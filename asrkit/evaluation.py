@@ -171,6 +171,17 @@ def evaluate_model(
     return score_decoded(decoded, out_dir, opts, console)
 
 
+def _feature_normalisation(loaded: LoadedModel, utts: list[Utterance]) -> str:
+    """What was subtracted from the features before the model, in words for the report."""
+    model = loaded.config.model
+    if model.speaker_cmn:
+        speakers = len({u.speaker for u in utts if u.speaker})
+        alone = sum(not u.speaker for u in utts)
+        own = f"; {alone} utterances without a speaker: their own mean" if alone else ""
+        return f"global CMVN + speaker mean ({speakers} speakers{own})"
+    return "global CMVN + utterance mean" if model.utterance_cmn else "global CMVN"
+
+
 @dataclass(frozen=True)
 class DecodedSet:
     """A manifest decoded by a model: what `score_decoded` needs to write a model-mode report."""
@@ -215,6 +226,7 @@ def score_decoded(
             "manifest": str(decoded.manifest),
             "device": decoded.device,
             "decode": _jsonable(asdict(decoded.search)),
+            "feature_normalisation": _feature_normalisation(decoded.loaded, utts),
             "audio_seconds": decoded.timing.audio_seconds,
             "wall_seconds": decoded.timing.wall_seconds,
         },

@@ -8,7 +8,8 @@ import pytest
 
 from asrkit.data.sampler import FrameBatchSampler, make_batches
 
-LENGTHS = [random.Random(0).randint(20, 400) for _ in range(200)]
+_RNG = random.Random(0)
+LENGTHS = [_RNG.randint(20, 400) for _ in range(200)]
 
 
 def test_batches_respect_the_frame_cap_and_cover_every_utterance() -> None:
@@ -59,3 +60,16 @@ def test_ranks_share_an_epoch_with_equal_step_counts(world: int) -> None:
     single.set_epoch(1)
     seen = [tuple(b) for s in shards for b in s]
     assert set(seen) == {tuple(b) for b in single}
+
+
+def test_sortagrad_epochs_run_shortest_first_then_shuffle() -> None:
+    sampler = FrameBatchSampler(LENGTHS, 1500, seed=2, sortagrad=2)
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        longest = [max(LENGTHS[i] for i in b) for b in sampler]
+        assert longest == sorted(longest)
+    sampler.set_epoch(2)
+    longest = [max(LENGTHS[i] for i in b) for b in sampler]
+    assert longest != sorted(longest)
+    sampler.set_epoch(1, start=4)  # resume inside a sorted epoch
+    assert list(sampler) == make_batches(LENGTHS, 1500)[4:]

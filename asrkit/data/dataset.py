@@ -17,6 +17,7 @@ from torch import Tensor
 from asrkit.config import FeaturesConfig, SpecAugmentConfig
 from asrkit.data.feature_store import FeatureStore
 from asrkit.data.manifest import Utterance, read_manifest
+from asrkit.data.speaker_cmn import shift_features
 from asrkit.data.specaug import SpecAugment, speed_perturb
 from asrkit.features import Fbank, load_audio
 from asrkit.io import UserError
@@ -76,8 +77,13 @@ class SpeechDataset(torch.utils.data.Dataset):
         features: the feature configuration (sample rate, bins).
         store: a `FeatureStore` (precomputed features) or None to compute them on the fly.
         specaug: SpecAugment settings for training, None for evaluation.
-        cmvn_mean: (n_mels,) fill value of the masks (the global mean).
+        cmvn_mean: (n_mels,) the global mean: fill value of the masks, and where speaker
+            shifts move each speaker's mean.
         seed: base seed of the augmentation.
+
+    Attributes:
+        speaker_shifts: per-speaker shifts (`speaker_cmn.speaker_shifts`, computed from
+            `plain_features`) added before augmentation, or None (features as computed).
     """
 
     def __init__(
@@ -100,8 +106,9 @@ class SpeechDataset(torch.utils.data.Dataset):
             missing = next((u for u in utts if not Path(u.audio).is_file()), None)
             if missing is not None:
                 raise UserError(f"{missing.audio}: audio file of '{missing.id}' not found")
-        fill = cmvn_mean if cmvn_mean is not None else torch.zeros(features.n_mels)
-        self.augment = SpecAugment(specaug, fill) if specaug is not None else None
+        self.mean = cmvn_mean if cmvn_mean is not None else torch.zeros(features.n_mels)
+        self.augment = SpecAugment(specaug, self.mean) if specaug is not None else None
+        self.speaker_shifts: dict[str, Tensor] | None = None
         self.seed = seed
         self.epoch = 0
         self._fbank: Fbank | None = None
@@ -128,14 +135,23 @@ class SpeechDataset(torch.utils.data.Dataset):
             feats = self.store.get(utt.id).float()
         else:
             feats = self._compute(utt, generator)
+        if self.speaker_shifts is not None:
+            feats = shift_features(feats, utt.speaker, self.speaker_shifts, self.mean)
         if self.augment is not None:
             feats = self.augment(feats, generator)
         return Example(utt.id, feats, self.tokens[index])
 
-    def _compute(self, utt: Utterance, generator: torch.Generator) -> Tensor:
+    def plain_features(self, index: int) -> Tensor:
+        """Raw log-mel (T, n_mels) of utterance `index`: no perturbation, shift or masks."""
+        if self.store is not None:
+            return self.store.get(self.utts[index].id).float()
+        return self._compute(self.utts[index], None)
+
+    def _compute(self, utt: Utterance, generator: torch.Generator | None) -> Tensor:
         if self._fbank is None:  # built lazily: one per worker process
             self._fbank = Fbank(self.features)
         wave = load_audio(utt.audio, self.features.sample_rate)
-        wave = speed_perturb(wave, self.features.sample_rate, self.speed_factors, generator)
+        if generator is not None:
+            wave = speed_perturb(wave, self.features.sample_rate, self.speed_factors, generator)
         with torch.no_grad():
             return self._fbank(wave)

@@ -3,9 +3,11 @@
 Padding wastes compute in proportion to the length spread inside a batch, so utterances are
 sorted by length and cut into consecutive batches whose *padded* size (items x longest) stays
 under `max_frames`. Only the order of the batches is shuffled, with a generator seeded from
-`(seed, epoch)`: the order of any epoch can be rebuilt from two integers, which is what exact
-resume needs (no generator state to carry around), and every DDP rank computes the same order
-and takes its own share.
+`(seed, epoch)`, except in the first `sortagrad` epochs, which run shortest batch first
+(SortaGrad, Amodei et al. 2016: short utterances get an attention decoder aligned before long
+ones can pull it onto a few frames). The order of any epoch can be rebuilt from two integers,
+which is what exact resume needs (no generator state to carry around), and every DDP rank
+computes the same order and takes its own share.
 
 Example:
     >>> sampler = FrameBatchSampler([300, 120, 500, 110], max_frames=1000, seed=0)
@@ -52,6 +54,7 @@ class FrameBatchSampler:
         world_size: number of DDP processes; each takes every `world_size`-th batch. The list is
             padded with batches from its start so every rank runs the same number of steps
             (DDP hangs if one rank finishes early).
+        sortagrad: epochs (from 0) whose batches come shortest first instead of shuffled.
     """
 
     def __init__(
@@ -62,6 +65,7 @@ class FrameBatchSampler:
         shuffle: bool = True,
         rank: int = 0,
         world_size: int = 1,
+        sortagrad: int = 0,
     ) -> None:
         if max_frames <= 0:
             raise ValueError(f"max_frames must be positive, got {max_frames}")
@@ -70,6 +74,7 @@ class FrameBatchSampler:
         self.shuffle = shuffle
         self.rank = rank
         self.world_size = world_size
+        self.sortagrad = sortagrad
         self.epoch = 0
         self.start = 0  # batches of this epoch already consumed (mid-epoch resume)
 
@@ -81,7 +86,7 @@ class FrameBatchSampler:
     def epoch_order(self) -> list[list[int]]:
         """All batches of the current epoch for this rank, before skipping `start`."""
         batches = self.batches
-        if self.shuffle:
+        if self.shuffle and self.epoch >= self.sortagrad:  # else make_batches' ascending order
             generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
             perm = torch.randperm(len(batches), generator=generator).tolist()
             batches = [batches[i] for i in perm]

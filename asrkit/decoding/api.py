@@ -10,7 +10,7 @@ warning instead of stopping the run.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
 from asrkit.data.manifest import Utterance
+from asrkit.data.speaker_cmn import shift_features, speaker_shifts
 from asrkit.decoding.beam import beam_search
 from asrkit.decoding.constraints import eval_mode
 from asrkit.decoding.greedy import greedy_search
@@ -81,10 +82,13 @@ def decode_utterances(
     order = sorted(range(len(utts)), key=lambda i: -utts[i].duration)
     results: list[Transcript | None] = [None] * len(utts)
     audio_seconds = 0.0
+    shifts = None
+    if loaded.config.model.speaker_cmn:
+        shifts = _speaker_shifts(loaded, utts, progress, console)
     with _progress(progress, console, len(utts)) as advance:
         for first in range(0, len(order), opts.batch_size):
             group = order[first : first + opts.batch_size]
-            pieces, waves = _read_group(loaded, utts, group, opts, results)
+            pieces, waves = _read_group(loaded, utts, group, opts, results, shifts)
             audio_seconds += sum(w.numel() for w in waves.values()) / _rate(loaded)
             decoded = _decode_pieces(loaded, pieces, opts)
             for item in waves:
@@ -127,14 +131,36 @@ def _rate(loaded: LoadedModel) -> int:
 
 
 @contextmanager
-def _progress(show: bool, console: Console | None, total: int) -> Iterator:
+def _progress(show: bool, console: Console | None, total: int, what: str = "decoding") -> Iterator:
     if not show:
         yield lambda n: None
         return
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console or Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("decoding", total=total)
+        task = bar.add_task(what, total=total)
         yield lambda n: bar.advance(task, n)
+
+
+def _speaker_shifts(
+    loaded: LoadedModel, utts: list[Utterance], progress: bool, console: Console | None
+) -> dict[str, Tensor]:
+    """Speaker CMN: each speaker's shift from all of its utterances' audio (a first pass)."""
+    rate, fbank = _rate(loaded), Fbank(loaded.config.features)
+    target = loaded.model.feat_mean.detach().cpu()
+
+    def plain(advance: Callable[[int], None]) -> Iterator[tuple[str, Tensor]]:
+        for utt in utts:
+            advance(1)
+            if not utt.speaker:
+                continue
+            try:  # unreadable audio is reported (and skipped) when it is decoded
+                wave = load_audio(utt.audio, rate)
+            except UserError:
+                continue
+            yield utt.speaker, fbank(wave)
+
+    with _progress(progress, console, len(utts), "speaker means") as advance:
+        return speaker_shifts(plain(advance), target)
 
 
 def _read_group(
@@ -143,8 +169,10 @@ def _read_group(
     group: list[int],
     opts: DecodeOptions,
     results: list[Transcript | None],
+    shifts: dict[str, Tensor] | None,
 ) -> tuple[list[_Piece], dict[int, Tensor]]:
-    """Read audio, cut long files, compute features; empty results for unusable audio."""
+    """Read audio, cut long files, compute features (shifted by the speaker's vector when
+    `shifts` is given, see `speaker_cmn`); empty results for unusable audio."""
     rate, fbank = _rate(loaded), Fbank(loaded.config.features)
     pieces, waves = [], {}
     for item in group:
@@ -162,9 +190,14 @@ def _read_group(
             results[item] = _empty(utt, duration, f"{utt.audio}: audio is silent")
             continue
         waves[item] = wave
-        for start, end in split_points(wave, rate, opts.max_segment_seconds):
-            feats = fbank(wave[start:end])
-            pieces.append(_Piece(item, start / rate, end / rate, feats))
+        spans = split_points(wave, rate, opts.max_segment_seconds)
+        feats = [fbank(wave[start:end]) for start, end in spans]
+        if shifts is not None:  # a file without a speaker: its own mean over all its pieces
+            target = loaded.model.feat_mean.detach().cpu()
+            joined = shift_features(torch.cat(feats), utt.speaker, shifts, target)
+            feats = list(joined.split([f.shape[0] for f in feats]))
+        for (start, end), piece in zip(spans, feats, strict=True):
+            pieces.append(_Piece(item, start / rate, end / rate, piece))
     return pieces, waves
 
 

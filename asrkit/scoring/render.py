@@ -120,6 +120,8 @@ def render_markdown(report: ScoreReport, worst: int = 10) -> str:
     if meta.get("decode"):
         options = ", ".join(f"{k}={v}" for k, v in meta["decode"].items())
         out.append(f"- decoding: {options}")
+    if meta.get("feature_normalisation"):
+        out.append(f"- features: {meta['feature_normalisation']}")
     out.append("\n## Summary\n")
     headers = [*SUM_HEADERS[1:], "WER 95% CI", "CER"]
     row = [*_sum_row("", c.row())[1:], f"{pct(ci.low)}-{pct(ci.high)}", pct(c.cer)]

@@ -72,7 +72,13 @@ def make_loader(
 ) -> tuple[torch.utils.data.DataLoader, FrameBatchSampler]:
     """A loader over frame-capped batches; this rank's share when distributed."""
     sampler = FrameBatchSampler(
-        dataset.frames, cfg.train.max_frames, cfg.train.seed, shuffle, info.rank, info.world_size
+        dataset.frames,
+        cfg.train.max_frames,
+        cfg.train.seed,
+        shuffle,
+        info.rank,
+        info.world_size,
+        sortagrad=cfg.train.sortagrad,
     )
     loader = torch.utils.data.DataLoader(
         dataset,

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from rich.progress import track
 
 from asrkit.cli.common import console
 from asrkit.config import ExperimentConfig, from_dict, to_dict
 from asrkit.data.dataset import SpeechDataset, open_store, read_split
+from asrkit.data.speaker_cmn import speaker_shifts
 from asrkit.features import CMVNStats
 from asrkit.io import UserError, ensure_writable_dir
 from asrkit.tokenizer import CharTokenizer, Tokenizer, load_tokenizer
@@ -159,8 +161,23 @@ def load_data(
         mean,
         cfg.train.seed,
     )
-    dev_set = SpeechDataset(dev_split.utterances, tokenizer, cfg.features, dev_store)
+    dev_set = SpeechDataset(dev_split.utterances, tokenizer, cfg.features, dev_store, None, mean)
+    if cfg.model.speaker_cmn:
+        normalise_speakers(train_set, train_manifest)
+        normalise_speakers(dev_set, valid_manifest)
     return Data(tokenizer, cmvn, train_set, dev_set)
+
+
+def normalise_speakers(dataset: SpeechDataset, manifest: Path) -> None:
+    """Speaker CMN: one pass over the plain features gives each speaker's shift."""
+    indices = track(
+        range(len(dataset)),
+        description=f"speaker means of {manifest.name}",
+        console=console,
+        transient=True,
+    )
+    plain = ((dataset.utts[i].speaker, dataset.plain_features(i)) for i in indices)
+    dataset.speaker_shifts = speaker_shifts(plain, dataset.mean)
 
 
 def warn_if_too_short_for_ctc(cfg: ExperimentConfig, data: Data, subsampling: int) -> None:
