@@ -131,10 +131,7 @@ class SpeechDataset(torch.utils.data.Dataset):
         generator = torch.Generator().manual_seed(
             (self.seed * 1_000_003 + self.epoch) * 10_000_019 + index
         )
-        if self.store is not None:
-            feats = self.store.get(utt.id).float()
-        else:
-            feats = self._compute(utt, generator)
+        feats = self._features(index, generator)
         if self.speaker_shifts is not None:
             feats = shift_features(feats, utt.speaker, self.speaker_shifts, self.mean)
         if self.augment is not None:
@@ -143,11 +140,13 @@ class SpeechDataset(torch.utils.data.Dataset):
 
     def plain_features(self, index: int) -> Tensor:
         """Raw log-mel (T, n_mels) of utterance `index`: no perturbation, shift or masks."""
-        if self.store is not None:
-            return self.store.get(self.utts[index].id).float()
-        return self._compute(self.utts[index], None)
+        return self._features(index, None)
 
-    def _compute(self, utt: Utterance, generator: torch.Generator | None) -> Tensor:
+    def _features(self, index: int, generator: torch.Generator | None) -> Tensor:
+        """Stored or computed log-mel; speed-perturbed when a generator is given."""
+        utt = self.utts[index]
+        if self.store is not None:
+            return self.store.get(utt.id).float()
         if self._fbank is None:  # built lazily: one per worker process
             self._fbank = Fbank(self.features)
         wave = load_audio(utt.audio, self.features.sample_rate)

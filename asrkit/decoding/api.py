@@ -174,6 +174,7 @@ def _read_group(
     """Read audio, cut long files, compute features (shifted by the speaker's vector when
     `shifts` is given, see `speaker_cmn`); empty results for unusable audio."""
     rate, fbank = _rate(loaded), Fbank(loaded.config.features)
+    target = loaded.model.feat_mean.detach().cpu()  # where speaker shifts move each mean
     pieces, waves = [], {}
     for item in group:
         utt = utts[item]
@@ -192,8 +193,7 @@ def _read_group(
         waves[item] = wave
         spans = split_points(wave, rate, opts.max_segment_seconds)
         feats = [fbank(wave[start:end]) for start, end in spans]
-        if shifts is not None:  # a file without a speaker: its own mean over all its pieces
-            target = loaded.model.feat_mean.detach().cpu()
+        if shifts is not None:  # shifted whole, so a file without a speaker uses its own mean
             joined = shift_features(torch.cat(feats), utt.speaker, shifts, target)
             feats = list(joined.split([f.shape[0] for f in feats]))
         for (start, end), piece in zip(spans, feats, strict=True):
