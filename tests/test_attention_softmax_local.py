@@ -8,6 +8,7 @@ import torch
 from asrkit.config import AttentionConfig, ConfigError
 from asrkit.model.attention import build_attention
 from asrkit.model.attention.additive import AdditiveAttention
+from asrkit.model.attention.base import gather_frames, weighted_frames
 from asrkit.model.attention.dot import DotAttention, GeneralAttention
 from asrkit.model.attention.local import LocalMAttention, LocalPAttention
 from asrkit.model.attention.location import LocationAttention
@@ -175,3 +176,22 @@ def test_local_p_edges_and_position_gradient() -> None:
     (out.context.sum() + (out.weights * torch.arange(5.0)).sum()).backward()
     assert att.position_score.weight.grad.abs().sum() > 0
     assert att.position_hidden.weight.grad.abs().sum() > 0
+
+
+def test_weighted_frames_equals_gather_and_bmm() -> None:
+    """The window sum (embedding_bag) equals gathering the frames and a batched matmul, in
+    value and in both gradients, with 3 rows sharing each item and clamped repeats."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 9, 5, dtype=torch.float64, requires_grad=True)
+    index = torch.randint(0, 9, (6, 4))
+    index[0] = torch.tensor([0, 0, 0, 1])  # a clamped window start repeats frame 0
+    weights = torch.rand(6, 4, dtype=torch.float64, requires_grad=True)
+    summed = weighted_frames(x, index, weights)
+    reference = torch.bmm(weights.unsqueeze(1), gather_frames(x, index)).squeeze(1)
+    torch.testing.assert_close(summed, reference, atol=1e-12, rtol=0)
+    grad = torch.randn_like(summed)
+    got = torch.autograd.grad(summed, (x, weights), grad)
+    want = torch.autograd.grad(reference, (x, weights), grad)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+    assert float(got[0][1].abs().sum()) > 0  # rows 3-5 read (and feed back into) item 1

@@ -227,9 +227,7 @@ def _compact(beams: _Beams, keep: Tensor, blocks: Tensor, scorer: CTCPrefixScore
     beams.min_len, beams.max_len = beams.min_len[keep], beams.max_len[keep]
     if scorer is not None and beams.ctc is not None:
         scorer.index_select(blocks)
-        c = beams.ctc
-        peak = c.peak[keep] if c.peak is not None else None
-        beams.ctc = CTCPrefixState(c.r[:, :, keep], c.log_psi[keep], c.last[keep], c.length, peak)
+        beams.ctc = beams.ctc.take(keep)
 
 
 def _trace(

@@ -15,6 +15,10 @@ may only be emitted within `margin` frames of where the attention looks at this 
 last step, so a step costs O(window) frames instead of O(T). After the window the prefix is
 continued by blanks only (a closed form), which keeps <eos> and later labels reachable. Each row
 uses its own window, so results still do not depend on what else is in the batch.
+
+Storage: a prefix keeps its forward variables only over the frames its last step computed;
+before them they are log 0 and after them the blank-only closed form applies, read on demand.
+So a step reads, computes and stores O(window) frames per row, not O(T).
 """
 
 from __future__ import annotations
@@ -32,10 +36,20 @@ LOG_ZERO = -1e10  # finite "log 0": -inf would turn logaddexp(-inf, -inf) into N
 
 @dataclass(frozen=True)
 class CTCPrefixState:
-    """Forward variables of N prefixes.
+    """Forward variables of N prefixes, stored over each row's last computed frames.
+
+    Frame t of row n (use `CTCPrefixScorer.forward_variables`): log 0 before base[n] (the last
+    label cannot have been emitted yet), r[t - base[n], :, n] on [base[n], end[n]), and from
+    end[n] on blanks only: r^n = log 0, r^b = tail[n] + sum of log blank over [end[n], t].
 
     Attributes:
-        r: (T, 2, N) log r^n and log r^b per frame.
+        r: (W, 2, N) log r^n and log r^b on frames [base, base + W) of each row.
+        base: (N,) long, frame of r[0] per row.
+        end: (N,) long, first frame of the blank-only continuation per row.
+        tail: (N,) log (r^n + r^b) at frame end - 1, where that continuation starts (0 for
+            the empty prefix, whose variables are all blank-only: base = end = 0).
+        complete: (N,) log (r^n + r^b) at the last frame: the CTC probability of the prefix
+            as a whole sequence (what <eos> scores).
         log_psi: (N,) log prefix probability of each prefix.
         last: (N,) long, last label of each prefix (-1 for the empty prefix).
         length: number of labels in every prefix (all rows advance together).
@@ -44,10 +58,29 @@ class CTCPrefixState:
     """
 
     r: Tensor
+    base: Tensor
+    end: Tensor
+    tail: Tensor
+    complete: Tensor
     log_psi: Tensor
     last: Tensor
     length: int
     peak: Tensor | None = None
+
+    def take(self, rows: Tensor) -> CTCPrefixState:
+        """The prefixes `rows` (M,) long only (finished utterances leave the beam)."""
+        peak = self.peak[rows] if self.peak is not None else None
+        return CTCPrefixState(
+            self.r[:, :, rows],
+            self.base[rows],
+            self.end[rows],
+            self.tail[rows],
+            self.complete[rows],
+            self.log_psi[rows],
+            self.last[rows],
+            self.length,
+            peak,
+        )
 
 
 @dataclass(frozen=True)
@@ -117,12 +150,35 @@ class CTCPrefixScorer:
         self.margin = margin
 
     def initial_state(self) -> CTCPrefixState:
-        """The empty prefix: all-blank paths, psi = 1."""
-        r = torch.full((self.frames, 2, self.rows), LOG_ZERO, device=self.x.device)
-        r[:, 1] = torch.cumsum(self.x[:, :, BLANK_ID], dim=0).index_select(1, self.item)
-        zeros = torch.zeros(self.rows, device=self.x.device)
-        last = torch.full((self.rows,), -1, dtype=torch.long, device=self.x.device)
-        return CTCPrefixState(r, zeros, last, 0)
+        """The empty prefix: all-blank paths (no stored frames, the tail from frame 0), psi = 1."""
+        device = self.x.device
+        r = torch.full((0, 2, self.rows), LOG_ZERO, device=device)
+        frame = torch.zeros(self.rows, dtype=torch.long, device=device)
+        zeros = torch.zeros(self.rows, device=device)
+        last = torch.full((self.rows,), -1, dtype=torch.long, device=device)
+        complete = self.blank_sum[-1].index_select(0, self.item)  # all blanks
+        return CTCPrefixState(r, frame, frame, zeros, complete, zeros, last, 0)
+
+    def forward_variables(self, state: CTCPrefixState, frame: Tensor) -> Tensor:
+        """log r^n and r^b of every row at frames (F, N) long in [0, T): (F, 2, N)."""
+        rows, width = self.rows, state.r.shape[0]
+        offset = frame - state.base  # (F, N)
+        if width > 0:  # flat `take` of (offset, n): 1.5-2x faster than advanced indexing
+            column = torch.arange(rows, device=frame.device)
+            pair = offset.clamp(0, width - 1) * 2 * rows + column
+            flat = state.r.contiguous().view(-1)
+            r = torch.stack([flat.take(pair), flat.take(pair + rows)], dim=1)
+            r = r.masked_fill(((offset < 0) | (offset >= width)).unsqueeze(1), LOG_ZERO)
+        else:
+            r = torch.full((*frame.shape[:1], 2, rows), LOG_ZERO, device=frame.device)
+        blank_only = frame >= state.end.unsqueeze(0)
+        if bool(blank_only.any()):
+            items, sums = self.blank_sum.shape[1], self.blank_sum.view(-1)
+            upto = sums.take((frame + 1) * items + self.item)  # log blank summed over [0, t]
+            start = sums.take(state.end.clamp(max=self.frames) * items + self.item)  # [0, end)
+            r[:, 0] = r[:, 0].masked_fill(blank_only, LOG_ZERO)
+            r[:, 1] = torch.where(blank_only, state.tail + upto - start, r[:, 1])
+        return r
 
     def index_select(self, index: Tensor) -> None:
         """Keep only (or repeat) utterances `index`, each with its `group` rows (finished
@@ -194,16 +250,9 @@ class CTCPrefixScorer:
         # with no frame left for its label (first >= end) gets ~LOG_ZERO: nothing survives.
         emitted = log_phi[: width - 1] + xs[1:]
         log_psi = logsumexp_first(torch.cat([r[0, 0].unsqueeze(0), emitted]))
-        complete = torch.logaddexp(state.r[-1, 0], state.r[-1, 1])  # g itself, at the end
-        log_psi = torch.where(candidates == EOS_ID, complete.unsqueeze(1), log_psi)
+        log_psi = torch.where(candidates == EOS_ID, state.complete.unsqueeze(1), log_psi)
         log_psi = log_psi.masked_fill(candidates == BLANK_ID, LOG_ZERO)
         return log_psi - state.log_psi.unsqueeze(1), Extensions(r, base, end, peaks)
-
-    def _shared_start(self, base: Tensor, width: int) -> int | None:
-        """The first frame when every row's window starts there and fits (always so in exact
-        scoring), else None: then rows need their own gathers and scatters."""
-        start = int(base[0]) if base.numel() else 0
-        return start if bool((base == start).all()) and start + width <= self.frames else None
 
     def _window_inputs(
         self, state: CTCPrefixState, candidates: Tensor, base: Tensor, width: int
@@ -221,14 +270,7 @@ class CTCPrefixScorer:
         xs = self.x.view(-1).take(cell.unsqueeze(2) * vocab + candidates.unsqueeze(0))
         xs = xs.masked_fill(~inside.unsqueeze(2), LOG_ZERO)
         blank = self.x.view(-1).take(cell * vocab + BLANK_ID).masked_fill(~inside, 0.0)
-        start = self._shared_start(base, width)
-        if start is not None:  # one window for all rows: a slice
-            return frame, xs, blank.unsqueeze(2), state.r[start : start + width]
-        rows = torch.arange(self.rows, device=base.device)
-        pair = clamped * 2 * self.rows + rows  # (W, N) offset of r[t, 0, n]
-        r = state.r.contiguous().view(-1)
-        r_prev = torch.stack([r.take(pair), r.take(pair + self.rows)], dim=1)
-        return frame, xs, blank.unsqueeze(2), r_prev
+        return frame, xs, blank.unsqueeze(2), self.forward_variables(state, clamped)
 
     def select(
         self,
@@ -247,27 +289,20 @@ class CTCPrefixScorer:
             rows, cols, labels: (M,) chosen parent row, candidate column and label id.
         """
         log_psi = state.log_psi[rows] + increments[rows, cols]
-        chosen = ext.r[:, :, rows, cols]  # (W, 2, M)
-        r = torch.full((self.frames, 2, rows.numel()), LOG_ZERO, device=chosen.device)
-        base, width = ext.base[rows], chosen.shape[0]
-        start = self._shared_start(base, width)
-        if start is not None:
-            r[start : start + width] = chosen
-        else:  # per-row windows: scatter each row's frames
-            frame = base.unsqueeze(0) + torch.arange(width, device=r.device).unsqueeze(1)
-            column = torch.arange(rows.numel(), device=r.device).expand_as(frame)
-            inside = frame < self.frames
-            r.permute(0, 2, 1)[frame[inside], column[inside]] = chosen.permute(0, 2, 1)[inside]
-        end = ext.end[rows]
-        if bool((end < self.frames).any()):  # after the window: blanks only, in closed form
-            frame = torch.arange(self.frames, device=r.device).unsqueeze(1)  # (T, 1)
-            column = torch.arange(rows.numel(), device=r.device)
-            last = (end - 1).clamp_min(0)
-            total = torch.logaddexp(r[last, 0, column], r[last, 1, column])  # (M,)
-            blanks = self.blank_sum.index_select(1, self.item[rows])  # (T + 1, M)
-            tail = total + blanks[1:] - blanks[end, column]
-            beyond = frame >= end.unsqueeze(0)
-            r[:, 0] = r[:, 0].masked_fill(beyond, LOG_ZERO)
-            r[:, 1] = torch.where(beyond, tail, r[:, 1])
+        chosen = ext.r[:, :, rows, cols]  # (W, 2, M), frames [base, base + W)
+        base, end = ext.base[rows], ext.end[rows]
+        # Frame end - 1 lies in [base, base + W): end > first >= base and W >= end - base.
+        last = (end - 1 - base).clamp(0, chosen.shape[0] - 1)
         peak = ext.peaks[rows] if ext.peaks is not None else None
-        return CTCPrefixState(r, log_psi, labels, state.length + 1, peak)
+        column = torch.arange(rows.numel(), device=chosen.device)
+        tail = torch.logaddexp(chosen[last, 0, column], chosen[last, 1, column])
+        # g + c as a whole: its variables at the last frame (after the window: blanks only).
+        items, sums = self.blank_sum.shape[1], self.blank_sum.view(-1)
+        item = self.item[rows]
+        # end may pass T for a prefix as long as the input (first = T): no blank tail then.
+        start = sums.take(end.clamp(max=self.frames) * items + item)
+        after = tail + sums[self.frames * items + item] - start
+        complete = torch.where(end < self.frames, after, tail)
+        return CTCPrefixState(
+            chosen, base, end, tail, complete, log_psi, labels, state.length + 1, peak
+        )

@@ -195,11 +195,29 @@ def gather_frames(x: Tensor, index: Tensor) -> Tensor:
     whole D-vectors from the flattened frames: `torch.gather` with an expanded index walks
     element by element (6x slower here), advanced indexing x[items, index] is 2x slower.
     """
-    (rows, width), (items, frames) = index.shape, x.shape[:2]
-    item = torch.arange(rows, device=x.device) // (rows // items)
-    flat = (item.unsqueeze(1) * frames + index).view(-1)
-    picked = x.reshape(items * frames, *x.shape[2:]).index_select(0, flat)
+    rows, width = index.shape
+    picked = x.reshape(-1, *x.shape[2:]).index_select(0, _flat_frames(x, index).view(-1))
     return picked.view(rows, width, *x.shape[2:])
+
+
+def weighted_frames(x: Tensor, index: Tensor, weights: Tensor) -> Tensor:
+    """Weighted sum of picked frames: x (B, T, D), index and weights (B * G, W) -> (B * G, D).
+
+    Equals `bmm(weights, gather_frames(x, index))` without materialising the (B * G, W, D)
+    window: `embedding_bag` sums the rows in place (3x faster for 128 rows x 25 frames x 384
+    on one thread) and its backward scatters into x as the gather's would.
+    """
+    flat = x.reshape(-1, x.shape[2])
+    return nn.functional.embedding_bag(
+        _flat_frames(x, index), flat, per_sample_weights=weights.to(x.dtype), mode="sum"
+    )
+
+
+def _flat_frames(x: Tensor, index: Tensor) -> Tensor:
+    """(B * G, W) long offsets of the picked frames in x (B, T, ...) flattened to (B * T, ...)."""
+    rows, items, frames = index.shape[0], x.shape[0], x.shape[1]
+    item = torch.arange(rows, device=x.device) // (rows // items)
+    return item.unsqueeze(1) * frames + index
 
 
 def scatter_frames(window_weights: Tensor, index: Tensor, num_frames: int) -> Tensor:

@@ -28,6 +28,7 @@ from asrkit.model.attention.base import (
     masked_softmax,
     no_autocast,
     scatter_frames,
+    weighted_frames,
 )
 from asrkit.model.attention.dot import DotAttention
 
@@ -68,10 +69,9 @@ class _WindowAttention(DotAttention):
         self, weights: Tensor, safe: Tensor, mem: AttendMemory, state: State
     ) -> AttentionOutput:
         """Window weights (B, W) -> context (B, D) from the gathered frames, weights (B, T)."""
-        window_values = gather_frames(mem.values, safe)  # (B, W, D)
-        context = torch.bmm(weights.unsqueeze(1).to(window_values.dtype), window_values)
+        context = weighted_frames(mem.values, safe, weights)
         full = scatter_frames(weights, safe, mem.values.shape[1])
-        return AttentionOutput(context.squeeze(1), full, state)
+        return AttentionOutput(context, full, state)
 
 
 class LocalMAttention(_WindowAttention):

@@ -26,6 +26,7 @@ from asrkit.model.attention.base import (
     masked_softmax,
     scatter_frames,
     valid_mask,
+    weighted_frames,
 )
 from asrkit.model.attention.monotonic import MonotonicAttention, MonotonicEnergy, item_energies
 
@@ -130,7 +131,6 @@ class MoChAAttention(MonotonicAttention):
         self.chunk_evaluations += int(inside.sum())
         energies = self.chunk_energy(gather_frames(mem.keys["chunk"], safe), query.unsqueeze(1))
         weights = masked_softmax(energies, inside)  # (B, w)
-        window_values = gather_frames(mem.values, safe)  # (B, w, D)
-        context = torch.bmm(weights.unsqueeze(1).to(window_values.dtype), window_values)
+        context = weighted_frames(mem.values, safe, weights)
         full = scatter_frames(weights.to(energy_dtype(mem.values)), safe, mem.values.shape[1])
-        return full, context.squeeze(1)
+        return full, context
