@@ -82,8 +82,8 @@ def overfit(
 
     The lowest CE, not the last step's: constant-LR Adam on four utterances has one-step loss
     spikes (local-p went 0.20 -> 0.48 -> 0.81 over steps 78-80 after a rounding-level change
-    in the window sum, and back down after), so the last value flips on noise, while a wiring
-    bug never comes near MAX_CE at any step.
+    in the window sum), so the last value flips on noise, while a wiring bug never comes near
+    MAX_CE at any step.
     """
     torch.manual_seed(seed)
     extra = {"attention__g_init": MONOTONIC_G_INIT} if kind in MONOTONIC else {}
