@@ -7,7 +7,7 @@ import torch
 
 from asrkit.config import AttentionConfig
 from asrkit.io import UserError
-from asrkit.model.attention import FAMILIES, REGISTRY, build_attention, resolve_kind
+from asrkit.model.attention import FAMILIES, MEMBERS, REGISTRY, build_attention, resolve_kind
 from asrkit.model.attention.base import Attention, AttentionOutput, Mode, State
 
 QUERY_DIM, MEMORY_DIM = 6, 5
@@ -50,6 +50,8 @@ def run(
 
 def test_registry_and_families() -> None:
     assert set(FAMILIES.values()) <= set(REGISTRY)
+    assert all(FAMILIES[family] in members for family, members in MEMBERS.items())
+    assert {m for members in MEMBERS.values() for m in members} == set(REGISTRY) - {"hard"}
     assert resolve_kind("global") == "location"
     assert resolve_kind("local") == "local-m"
     assert resolve_kind("monotonic") == "monotonic"

@@ -34,6 +34,12 @@ REGISTRY: dict[str, type[Attention]] = {
 
 # A family name picks a sensible default member of that family.
 FAMILIES: dict[str, str] = {"global": "location", "local": "local-m", "monotonic": "monotonic"}
+# The members of each family (docs/attention.md §2-5); stochastic hard attention is in none.
+MEMBERS: dict[str, tuple[str, ...]] = {
+    "global": ("dot", "general", "additive", "location", "multihead"),
+    "local": ("local-m", "local-p"),
+    "monotonic": ("monotonic", "mocha"),
+}
 
 
 def resolve_kind(kind: str) -> str:
@@ -51,4 +57,4 @@ def build_attention(cfg: AttentionConfig, query_dim: int, memory_dim: int) -> At
     return cls.from_config(cfg, query_dim, memory_dim)  # type: ignore[attr-defined]
 
 
-__all__ = ["FAMILIES", "REGISTRY", "Attention", "build_attention", "resolve_kind"]
+__all__ = ["FAMILIES", "MEMBERS", "REGISTRY", "Attention", "build_attention", "resolve_kind"]
