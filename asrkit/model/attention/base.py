@@ -204,7 +204,7 @@ def weighted_frames(x: Tensor, index: Tensor, weights: Tensor) -> Tensor:
     """Weighted sum of picked frames: x (B, T, D), index and weights (B * G, W) -> (B * G, D).
 
     Equals `bmm(weights, gather_frames(x, index))` without materialising the (B * G, W, D)
-    window: `embedding_bag` sums the rows in place (3x faster for 128 rows x 25 frames x 384
+    window: `embedding_bag` sums the rows in place (2.8x faster for 91 rows x 25 frames x 384
     on one thread) and its backward scatters into x as the gather's would.
     """
     flat = x.reshape(-1, x.shape[2])
