@@ -229,7 +229,7 @@ def test_ctc_prefix_group_rows_equal_copied_posteriors(margin: int) -> None:
         chosen = (torch.zeros_like(parents), candidates[:, 0])
         state_s = shared.select(state_s, inc_s, ext_s, parents, *chosen)
         state_c = copied.select(state_c, inc_c, ext_c, parents, *chosen)
-        for name in ("r", "base", "end", "tail"):
+        for name in ("r", "base", "end", "tail", "complete"):
             torch.testing.assert_close(
                 getattr(state_s, name), getattr(state_c, name), rtol=0, atol=0
             )

@@ -156,7 +156,7 @@ class CTCPrefixScorer:
         frame = torch.zeros(self.rows, dtype=torch.long, device=device)
         zeros = torch.zeros(self.rows, device=device)
         last = torch.full((self.rows,), -1, dtype=torch.long, device=device)
-        complete = self.blank_sum[-1].index_select(0, self.item)  # all blanks
+        complete = self._blanks_before(torch.full_like(frame, self.frames), self.item)
         return CTCPrefixState(r, frame, frame, zeros, complete, zeros, last, 0)
 
     def forward_variables(self, state: CTCPrefixState, frame: Tensor) -> Tensor:
@@ -173,12 +173,18 @@ class CTCPrefixScorer:
             r = torch.full((*frame.shape[:1], 2, rows), LOG_ZERO, device=frame.device)
         blank_only = frame >= state.end.unsqueeze(0)
         if bool(blank_only.any()):
-            items, sums = self.blank_sum.shape[1], self.blank_sum.view(-1)
-            upto = sums.take((frame + 1) * items + self.item)  # log blank summed over [0, t]
-            start = sums.take(state.end.clamp(max=self.frames) * items + self.item)  # [0, end)
+            upto = self._blanks_before(frame + 1, self.item)  # frames [0, t]
+            start = self._blanks_before(state.end, self.item)  # frames [0, end)
             r[:, 0] = r[:, 0].masked_fill(blank_only, LOG_ZERO)
             r[:, 1] = torch.where(blank_only, state.tail + upto - start, r[:, 1])
         return r
+
+    def _blanks_before(self, frame: Tensor, item: Tensor) -> Tensor:
+        """Log blank summed over frames [0, frame) of utterance `item`, for long tensors of
+        one shape (item broadcast against frame); frame is clamped to T (a prefix as long as
+        the input has end = T + 1, and no blank tail)."""
+        offset = frame.clamp(max=self.frames) * self.blank_sum.shape[1] + item
+        return self.blank_sum.view(-1).take(offset)
 
     def index_select(self, index: Tensor) -> None:
         """Keep only (or repeat) utterances `index`, each with its `group` rows (finished
@@ -297,11 +303,9 @@ class CTCPrefixScorer:
         column = torch.arange(rows.numel(), device=chosen.device)
         tail = torch.logaddexp(chosen[last, 0, column], chosen[last, 1, column])
         # g + c as a whole: its variables at the last frame (after the window: blanks only).
-        items, sums = self.blank_sum.shape[1], self.blank_sum.view(-1)
         item = self.item[rows]
-        # end may pass T for a prefix as long as the input (first = T): no blank tail then.
-        start = sums.take(end.clamp(max=self.frames) * items + item)
-        after = tail + sums[self.frames * items + item] - start
+        all_frames = self._blanks_before(torch.full_like(end, self.frames), item)
+        after = tail + all_frames - self._blanks_before(end, item)
         complete = torch.where(end < self.frames, after, tail)
         return CTCPrefixState(
             chosen, base, end, tail, complete, log_psi, labels, state.length + 1, peak
