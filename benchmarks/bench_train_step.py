@@ -6,6 +6,12 @@ frames (padding included), for several listener shapes and attention kinds, and 
 
     OMP_NUM_THREADS=2 /work/venv/bin/python benchmarks/bench_train_step.py \
         --data ../shared/data/LibriSpeech/train-clean-100 --threads 2 --steps 3
+
+With `--configs`, the recipe configs themselves are timed (their listener, attention, speller
+and batch size `train.max_frames`) instead of the listener x attention grid:
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_train_step.py --threads 1 --steps 6 \
+        --configs recipes/mini/conf/local.yaml recipes/mini/conf/global.yaml
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from asrkit.config import ExperimentConfig, apply_overrides
+from asrkit.config import ExperimentConfig, apply_overrides, load_yaml
 from asrkit.features import Fbank, load_audio
 from asrkit.model.attention import REGISTRY, resolve_kind
 from asrkit.model.las import LAS, Batch
@@ -121,8 +127,14 @@ def main() -> None:
     parser.add_argument("--listeners", nargs="+", default=list(LISTENERS)[:3])
     parser.add_argument("--attention", nargs="+", default=["location", "local-m", "monotonic"])
     parser.add_argument("--attention-dim", type=int, default=256)
+    parser.add_argument("--configs", nargs="+", type=Path, help="time these YAML configs")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    if args.configs:
+        rows = time_configs(args)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=2) + "\n")
+        return
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -158,6 +170,25 @@ def main() -> None:
             )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def time_configs(args: argparse.Namespace) -> list[dict]:
+    """Audio seconds per CPU second of each recipe config, as it is (batches of its
+    train.max_frames, the middle-length ones of the first `--utterances`)."""
+    torch.set_num_threads(args.threads)
+    utts = load_utterances(args.data, args.utterances)
+    tok = CharTokenizer.train(text for _, text in utts)
+    rows = []
+    for path in args.configs:
+        cfg = load_yaml(path)
+        batches = make_batches(utts, tok, cfg.train.max_frames)
+        batches = batches[len(batches) // 3 :]
+        torch.manual_seed(0)
+        model = LAS(cfg, tok.vocab_size)
+        cpu, wall = measure(model, batches, args.steps)
+        rows.append({"config": str(path), "audio_s_per_cpu_s": cpu, "audio_s_per_wall_s": wall})
+        print(f"{path}: {cpu:.1f} audio-s per CPU-s, {wall:.1f} per wall-s", flush=True)
+    return rows
 
 
 def resolve_kind_or_none(kind: str) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -195,3 +197,41 @@ def test_weighted_frames_equals_gather_and_bmm() -> None:
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
     assert float(got[0][1].abs().sum()) > 0  # rows 3-5 read (and feed back into) item 1
+
+
+@pytest.mark.parametrize("kind", ["local-m", "local-p"])
+def test_gradient_sinks_equal_plain_window_reads(kind: str) -> None:
+    """Training reads windows through gradient sinks (one buffer per batch): the loss and the
+    gradients of the encoder output, the parameters and the queries over several decoder steps
+    equal those of plain window reads, with a padded item and clamped window edges."""
+    torch.manual_seed(0)
+    att = build_attention(AttentionConfig(kind=kind, dim=6, window=2), 4, 5).double()
+    memory = torch.randn(2, 9, 5, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([9, 4])
+    queries = torch.randn(4, 2, 4, dtype=torch.float64, requires_grad=True)
+
+    def run(with_sinks: bool) -> tuple[torch.Tensor, ...]:
+        mem = att.prepare(memory * 1.0, lengths)  # a non-leaf, like the listener's output
+        assert set(mem.sinks) == {"keys", "values"}
+        if not with_sinks:
+            mem = replace(mem, sinks={})
+        state, loss = att.initial_state(mem), memory.new_zeros(())
+        for step in range(queries.shape[0]):
+            out = att.step(queries[step], mem, state, "train")
+            loss = loss + (out.context**2).sum() + (out.weights * torch.arange(9.0)).sum()
+            state = out.state
+        return (loss, *torch.autograd.grad(loss, (memory, queries, *att.parameters())))
+
+    plain = run(with_sinks=False)
+    for a, b in zip(run(with_sinks=True), plain, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+    assert float(plain[1][1, 4:].abs().sum()) == 0  # padding of item 1 gets no gradient
+
+
+def test_no_gradient_sinks_when_decoding() -> None:
+    att = build_attention(AttentionConfig(kind="local-m", dim=6, window=2), 4, 5)
+    memory = torch.randn(2, 9, 5, requires_grad=True)
+    with torch.no_grad():
+        assert not att.prepare(memory, torch.tensor([9, 4])).sinks
+    # Frozen frames: only the keys (projected by trained weights) need a sink.
+    assert set(att.prepare(memory.detach(), torch.tensor([9, 4])).sinks) == {"keys"}

@@ -14,6 +14,7 @@ from asrkit.decoding.constraints import (
     length_limits,
     repeat_blocked,
     repeat_runs,
+    update_repeat_runs,
 )
 from asrkit.decoding.ctc_prefix import (
     LOG_ZERO,
@@ -124,6 +125,23 @@ def test_repeat_guard_equals_the_definition(copies: int) -> None:
         history[1:, : t // 2] = torch.randint(0, 3, (3, t // 2), generator=generator)
         expected = reference_repeat_blocked(history, 7, copies)
         assert torch.equal(guard(history, 7, copies), expected), history
+
+
+def test_repeat_guard_reads_only_the_recent_tokens() -> None:
+    """Beam search keeps a row's last max_n + 1 tokens only: the counts and the blocked tokens
+    built from that window (with the step count) equal those of the whole history."""
+    generator, max_n = torch.Generator().manual_seed(7), 5
+    history = torch.randint(0, 3, (6, 60), generator=generator)
+    history[:3] = torch.tensor([4, 5, 4]).repeat(1, 20)  # loops, so some tokens are blocked
+    whole = recent = repeat_runs(history[:, :0], max_n)
+    for t in range(1, history.shape[1] + 1):
+        window = history[:, max(0, t - max_n - 1) : t]
+        whole = update_repeat_runs(whole, history[:, :t])
+        recent = update_repeat_runs(recent, window, t)
+        assert torch.equal(recent, whole), t
+        blocked = repeat_blocked(history[:, :t], whole, copies=3)
+        assert torch.equal(repeat_blocked(window, recent, copies=3, step=t), blocked), t
+    assert (blocked[:3] >= 0).any()
 
 
 def test_repeat_guard_stops_a_phrase_loop_but_keeps_real_repeats() -> None:

@@ -8,10 +8,11 @@ Rows are laid out as B blocks of K beams: (B*K, ...). Every step:
      <eos> continue, and an <eos> ranked above the K-th continuation finishes a hypothesis
      (fairseq's rule, so K = 1 is exactly greedy search);
   4. an utterance is done once it holds K finished hypotheses; its rows leave the batch.
+Nothing per row grows with the output length: each step keeps its attention weights, tokens,
+token log-probs and back-pointers, and only the best finished hypothesis of an utterance is
+traced back, once (a row carries just its last `repeat_ngram` + 1 tokens, for the loop guard).
 The K beams of an utterance share its encoder frames and attention keys (`AttendMemory.shared`):
-nothing is copied K times, and dropping a finished utterance moves 1/K of the bytes. Attention
-rows are not copied along the beam: each step's weights and back-pointers are kept and a
-finished hypothesis is traced back once (linear, not quadratic, in the output length).
+nothing is copied K times, and dropping a finished utterance moves 1/K of the bytes.
 """
 
 from __future__ import annotations
@@ -45,14 +46,24 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class _Ended:
-    """A finished hypothesis: where to trace it from and how it scored."""
+    """A finished hypothesis: where to trace it from and how it scored. It holds `step`
+    tokens (every row advances one token per step)."""
 
     rank: float  # length-normalised score
     score: float
     step: int  # step at which <eos> was emitted
     row: int  # its row in that step's layout
-    tokens: list[int]
-    log_probs: list[float]  # attention log-prob of each token and of <eos>
+
+
+@dataclass
+class _Trail:
+    """What each step chose, per row of the layout after it: enough to trace a hypothesis
+    back from any (step, row) without copying histories along the beam."""
+
+    weights: list[Tensor]  # per step (N_t, T') attention weights, layout of step t
+    parents: list[Tensor]  # per step (N_{t+1},) row of the previous layout
+    tokens: list[Tensor]  # per step (N_{t+1},) token each row appended
+    log_probs: list[Tensor]  # per step (N_{t+1},) its attention log-prob
 
 
 @dataclass
@@ -61,8 +72,7 @@ class _Beams:
 
     items: list[int]  # original utterance index of each live block
     scores: Tensor  # (N,) joint log-prob of each row's prefix
-    history: Tensor  # (N, t) tokens so far
-    history_lp: Tensor  # (N, t) attention log-prob of each token
+    recent: Tensor  # (N, <= repeat_ngram + 1) the last tokens, all the loop guard reads
     runs: Tensor  # (N, repeat_ngram) loop-guard counts of the history (`update_repeat_runs`)
     min_len: Tensor  # (N,)
     max_len: Tensor  # (N,)
@@ -110,40 +120,35 @@ def beam_search(
         # at -400), and which of two near-equal prefixes survives would depend on padding.
         first = torch.full((batch, k), NEG_INF, dtype=torch.float64, device=feats.device)
         first[:, 0] = 0.0  # only one live beam at the start, so the K expansions differ
-        empty = torch.zeros(batch * k, 0, dtype=torch.float64, device=feats.device)
+        empty = torch.zeros(batch * k, 0, dtype=torch.long, device=feats.device)
         beams = _Beams(
             items=list(range(batch)),
             scores=first.view(-1),
-            history=empty.long(),
-            history_lp=empty,
-            runs=repeat_runs(empty.long(), opts.repeat_ngram),
+            recent=empty,
+            runs=repeat_runs(empty, opts.repeat_ngram),
             min_len=min_len,
             max_len=max_len,
             ctc=scorer.initial_state() if scorer is not None else None,
         )
         ended: list[list[_Ended]] = [[] for _ in range(batch)]
-        weights: list[Tensor] = []  # per step (N_t, T')
-        parents: list[Tensor] = []  # per step (N_{t+1},) row of the previous layout
+        trail = _Trail([], [], [], [])
         prev = torch.full((batch * k,), EOS_ID, dtype=torch.long, device=feats.device)
         while beams.items:
             out = model.speller.step(prev, state, mem, "eval")
-            weights.append(out.weights)
-            parent, prev = _advance(beams, out, scorer, opts, ended, len(weights) - 1)
+            trail.weights.append(out.weights)
+            step = len(trail.weights) - 1  # tokens every row holds so far
+            parent, prev, prev_lp = _advance(beams, out, scorer, opts, ended, step)
             state = reorder_state(out.state, parent)
             blocks = _finished_blocks(beams, ended, k)
             if blocks is not None:
                 keep = group_rows(blocks, k)
-                state, mem, parent = (
-                    reorder_state(state, keep),
-                    mem.index_select(blocks),
-                    parent[keep],
-                )
-                prev = prev[keep]
+                state, mem = reorder_state(state, keep), mem.index_select(blocks)
+                parent, prev, prev_lp = parent[keep], prev[keep], prev_lp[keep]
                 _compact(beams, keep, blocks, scorer)
-            parents.append(parent)
-    return [
-        _trace(ended[i], weights, parents, int(enc_lengths[i]), tokenizer) for i in range(batch)
-    ]
+            trail.parents.append(parent)
+            trail.tokens.append(prev)
+            trail.log_probs.append(prev_lp)
+    return [_trace(ended[i], trail, int(enc_lengths[i]), tokenizer) for i in range(batch)]
 
 
 def _advance(
@@ -153,18 +158,22 @@ def _advance(
     opts: DecodeOptions,
     ended: list[list[_Ended]],
     step: int,
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor]:
     """Score every extension, record finished ones, keep K per utterance.
 
     Args:
         out: the speller's step for every row (logits; attention weights place the CTC window).
+        step: tokens every row holds so far.
 
     Returns:
-        parent (N,) row of each new row in the previous layout, and its new token (N,).
+        parent (N,) row of each new row in the previous layout, its new token (N,) and that
+        token's attention log-prob (N,).
     """
     k, blocks = opts.beam, len(beams.items)
     log_probs = torch.log_softmax(out.logits.double(), dim=-1)  # (N, V)
-    allowed = constrain(log_probs, beams.history, beams.runs, beams.min_len, beams.max_len, opts)
+    allowed = constrain(
+        log_probs, beams.recent, beams.runs, beams.min_len, beams.max_len, opts, step
+    )
     if scorer is not None and beams.ctc is not None:
         count = min(opts.candidates, allowed.shape[1])
         candidates = allowed.topk(count, dim=1).indices  # (N, C) pre-beam by attention
@@ -191,21 +200,17 @@ def _advance(
     keep = continuing & (before < k)  # exactly K per block (at most K <eos> among 2K)
     finish = is_eos & (before < k) & torch.isfinite(top_scores)
     for a, j in finish.nonzero().tolist():
-        r_ = int(row[a, j])
-        tokens = beams.history[r_].tolist()
-        lps = [*beams.history_lp[r_].tolist(), float(log_probs[r_, EOS_ID])]
         score = float(top_scores[a, j])
-        rank = normalized(score, len(tokens), opts.length_penalty)
-        ended[beams.items[a]].append(_Ended(rank, score, step, r_, tokens, lps))
+        rank = normalized(score, step, opts.length_penalty)
+        ended[beams.items[a]].append(_Ended(rank, score, step, int(row[a, j])))
     parent, new_col, new_token = row[keep], col[keep], token[keep]  # (A*K,) in block order
     beams.scores = top_scores[keep]
-    token_lp = log_probs[parent, new_token]
-    beams.history = torch.cat([beams.history[parent], new_token.unsqueeze(1)], dim=1)
-    beams.runs = update_repeat_runs(beams.runs[parent], beams.history)
-    beams.history_lp = torch.cat([beams.history_lp[parent], token_lp.unsqueeze(1)], dim=1)
+    recent = torch.cat([beams.recent[parent], new_token.unsqueeze(1)], dim=1)
+    beams.runs = update_repeat_runs(beams.runs[parent], recent, step + 1)
+    beams.recent = recent[:, -(opts.repeat_ngram + 1) :]
     if scorer is not None and beams.ctc is not None:
         beams.ctc = scorer.select(beams.ctc, increments, r, parent, new_col, new_token)
-    return parent, new_token
+    return parent, new_token, log_probs[parent, new_token]
 
 
 def _finished_blocks(beams: _Beams, ended: list[list[_Ended]], k: int) -> Tensor | None:
@@ -222,8 +227,11 @@ def _finished_blocks(beams: _Beams, ended: list[list[_Ended]], k: int) -> Tensor
 
 def _compact(beams: _Beams, keep: Tensor, blocks: Tensor, scorer: CTCPrefixScorer | None) -> None:
     """Drop the rows `keep` (of the blocks `blocks`) of finished utterances."""
-    beams.scores, beams.history = beams.scores[keep], beams.history[keep]
-    beams.history_lp, beams.runs = beams.history_lp[keep], beams.runs[keep]
+    beams.scores, beams.recent, beams.runs = (
+        beams.scores[keep],
+        beams.recent[keep],
+        beams.runs[keep],
+    )
     beams.min_len, beams.max_len = beams.min_len[keep], beams.max_len[keep]
     if scorer is not None and beams.ctc is not None:
         scorer.index_select(blocks)
@@ -231,23 +239,21 @@ def _compact(beams: _Beams, keep: Tensor, blocks: Tensor, scorer: CTCPrefixScore
 
 
 def _trace(
-    ended: list[_Ended],
-    weights: list[Tensor],
-    parents: list[Tensor],
-    enc_length: int,
-    tokenizer: Tokenizer | None,
+    ended: list[_Ended], trail: _Trail, enc_length: int, tokenizer: Tokenizer | None
 ) -> Hypothesis:
-    """Best finished hypothesis with its attention rows gathered along the back-pointers."""
+    """Best finished hypothesis: its tokens, their log-probs and its attention rows, gathered
+    along the back-pointers."""
     if not ended:  # every beam was blocked: nothing to say rather than a wrong guess
         empty = torch.zeros(1, enc_length)
         return build_hypothesis([], [], empty, enc_length, NEG_INF, tokenizer)
     best = max(ended, key=lambda e: e.rank)  # first of equals: the earliest finished
-    row, rows = best.row, []
-    for step in range(best.step, -1, -1):
-        rows.append(weights[step][row])
-        if step > 0:
-            row = int(parents[step - 1][row])
+    row, rows, tokens, log_probs = best.row, [trail.weights[best.step][best.row]], [], []
+    for step in range(best.step - 1, -1, -1):  # the token of step s sits in layout s + 1
+        tokens.append(int(trail.tokens[step][row]))
+        log_probs.append(float(trail.log_probs[step][row]))
+        row = int(trail.parents[step][row])
+        rows.append(trail.weights[step][row])
     attention = torch.stack(rows[::-1])  # (U+1, T')
     return build_hypothesis(
-        best.tokens, best.log_probs[:-1], attention, enc_length, best.rank, tokenizer
+        tokens[::-1], log_probs[::-1], attention, enc_length, best.rank, tokenizer
     )

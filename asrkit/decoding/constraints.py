@@ -54,7 +54,7 @@ def length_limits(enc_lengths: Tensor, opts: DecodeOptions) -> tuple[Tensor, Ten
     return min_len, max_len
 
 
-def repeat_blocked(history: Tensor, runs: Tensor, copies: int) -> Tensor:
+def repeat_blocked(history: Tensor, runs: Tensor, copies: int, step: int | None = None) -> Tensor:
     """Tokens that would complete the `copies`-th back-to-back copy of an n-gram, n <= max_n.
 
     With copies = 4, "a b c a b c a b c a b" blocks c (a fourth "a b c"), whatever the cycle
@@ -64,40 +64,46 @@ def repeat_blocked(history: Tensor, runs: Tensor, copies: int) -> Tensor:
     keeps "TWO TWO" decodable with character units (its 4-gram "TWO▁" repeats once).
 
     Args:
-        history: (N, t) tokens emitted so far.
+        history: (N, w) the last w tokens emitted, w >= min(step, max_n) (beam search keeps
+            only these), or the whole history.
         runs: (N, max_n) `repeat_runs` of that history; max_n = 0 disables the guard.
         copies: the copy that is blocked (>= 2).
+        step: tokens emitted so far; None when `history` is whole (step = w).
 
     Returns:
         (N, max_n) long: for each row and cycle length n, the blocked token, or -1.
     """
-    t, max_n = history.shape[1], runs.shape[1]
+    width, max_n = history.shape[1], runs.shape[1]
+    t = width if step is None else step
     n = torch.arange(1, max_n + 1, device=history.device)
     # The last copies * n - 1 tokens are copies - 1 whole n-cycles and all but one token of
     # the next: (copies - 1) * n - 1 trailing tokens equal the token n before each of them.
     periodic = (runs >= (copies - 1) * n - 1) & (copies * n - 1 <= t)
-    previous = history[:, (t - n).clamp_min(0)] if t else torch.zeros_like(runs)
+    previous = history[:, (width - n).clamp_min(0)] if width else torch.zeros_like(runs)
     return torch.where(periodic, previous, torch.full_like(runs, -1))
 
 
-def update_repeat_runs(runs: Tensor, history: Tensor) -> Tensor:
+def update_repeat_runs(runs: Tensor, history: Tensor, step: int | None = None) -> Tensor:
     """`repeat_runs` of `history` from those of `history[:, :-1]` (rows already aligned).
 
     Args:
         runs: (N, max_n) counts before the newest token.
-        history: (N, t) tokens including the newest.
+        history: (N, w) the last w tokens including the newest, w >= min(step, max_n + 1),
+            or the whole history.
+        step: tokens emitted so far, the newest included; None when `history` is whole.
 
     Returns:
         (N, max_n): per cycle length n, how many tokens in a row, ending with the newest,
         equal the token n before them. O(N max_n) per step, where recounting from the
         history would cost O(N max_n^2) (a tenth of a batched beam step).
     """
-    t, max_n = history.shape[1], runs.shape[1]
+    width, max_n = history.shape[1], runs.shape[1]
+    t = width if step is None else step
     if t == 0 or max_n == 0:
         return runs
-    back = t - 1 - torch.arange(1, max_n + 1, device=history.device)  # (max_n,)
-    earlier = history[:, back.clamp_min(0)]  # (N, max_n)
-    match = (earlier == history[:, -1:]) & (back >= 0)
+    n = torch.arange(1, max_n + 1, device=history.device)
+    earlier = history[:, (width - 1 - n).clamp_min(0)]  # (N, max_n): the token n back
+    match = (earlier == history[:, -1:]) & (n <= t - 1)
     return torch.where(match, runs + 1, torch.zeros_like(runs))
 
 
@@ -116,24 +122,27 @@ def constrain(
     min_len: Tensor,
     max_len: Tensor,
     opts: DecodeOptions,
+    step: int | None = None,
 ) -> Tensor:
     """Mask the next-token log-probabilities with -inf where a token is not allowed.
 
     Args:
         log_probs: (N, V) log-softmax of the speller.
-        history: (N, t) tokens emitted so far (t is the step index, equal for every row).
+        history: (N, t) tokens emitted so far (t is the step index, equal for every row), or
+            only the last opts.repeat_ngram of them with `step` = t.
         runs: (N, opts.repeat_ngram) `repeat_runs` of the history, for the loop guard.
         min_len, max_len: (N,) length limits of each row's utterance.
         opts: eos_threshold, repeat_ngram and repeat_copies are used.
+        step: tokens emitted so far when `history` holds only the recent ones.
 
     Returns:
         (N, V): blank never allowed; the loop guard's token blocked; <eos> only after
         min_len and within eos_threshold of the best token; only <eos> at max_len.
     """
-    step = history.shape[1]
+    step = history.shape[1] if step is None else step
     out = log_probs.clone()
     out[:, BLANK_ID] = NEG_INF  # the padding id is never an output
-    blocked = repeat_blocked(history, runs, opts.repeat_copies)
+    blocked = repeat_blocked(history, runs, opts.repeat_copies, step)
     rows, cycles = (blocked >= 0).nonzero(as_tuple=True)
     if rows.numel():
         out[rows, blocked[rows, cycles]] = NEG_INF

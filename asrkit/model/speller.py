@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from asrkit.model.attention.base import AttendMemory, Attention, AttentionOutput, Mode, State
+from asrkit.model.deferred_lstm import DeferredLSTMCells
 
 ATT_PREFIX = "att."
 
@@ -123,13 +124,22 @@ class Speller(nn.Module):
         return SpellerStep(logits, att.weights, new_state, att.log_prob, att.entropy)
 
     def _recur(
-        self, inputs: Tensor, state: State, mem: AttendMemory, mode: Mode
+        self,
+        inputs: Tensor,
+        state: State,
+        mem: AttendMemory,
+        mode: Mode,
+        deferred: DeferredLSTMCells | None = None,
     ) -> tuple[Tensor, AttentionOutput, State]:
-        """LSTM update with input feeding, then attention: -> (query s_i, attention, state)."""
+        """LSTM update with input feeding, then attention: -> (query s_i, attention, state).
+        `deferred`: the same cells with their weight gradients taken once per pass."""
         x = torch.cat([inputs, state["context"]], dim=1)  # (B, E + D)
         new_state: State = {}
         for i, cell in enumerate(self.cells):
-            h, c = cell(x, (state[f"h{i}"], state[f"c{i}"]))
+            if deferred is not None:
+                h, c = deferred.step(i, x, state[f"h{i}"], state[f"c{i}"])
+            else:
+                h, c = cell(x, (state[f"h{i}"], state[f"c{i}"]))
             new_state[f"h{i}"], new_state[f"c{i}"] = h, c
             x = h
         att_state = {k[len(ATT_PREFIX) :]: v for k, v in state.items() if k.startswith(ATT_PREFIX)}
@@ -171,6 +181,7 @@ class Speller(nn.Module):
         # Embeddings of the reference inputs in one call; the output layers run once over all
         # steps after the loop unless scheduled sampling needs each step's argmax right away.
         embedded = self.dropout(self.embed(tokens_in))  # (B, U+1, E)
+        deferred = DeferredLSTMCells(self.cells) if DeferredLSTMCells.wanted(self.cells) else None
         outputs, logits, weights = [], [], []
         log_prob_sum = mem.values.new_zeros(batch)
         entropy_sum = mem.values.new_zeros(batch)
@@ -180,7 +191,7 @@ class Speller(nn.Module):
                 sampled = torch.rand(batch, device=tokens_in.device) < sampling_prob
                 predicted = self.dropout(self.embed(logits[-1].detach().argmax(dim=1)))
                 inputs = torch.where(sampled.unsqueeze(1), predicted, inputs)
-            query, att, state = self._recur(inputs, state, mem, mode)
+            query, att, state = self._recur(inputs, state, mem, mode, deferred)
             outputs.append(torch.cat([query, att.context], dim=1))  # (B, H + D)
             weights.append(att.weights)
             if sampling_prob > 0.0:

@@ -16,11 +16,13 @@ same module serves training, greedy decoding and beam search.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
+
+from asrkit.model.attention.gradient_sink import GradientSink
 
 Mode = Literal["train", "eval"]
 State = dict[str, Tensor]  # every tensor batch-first: reorder with reorder_state()
@@ -41,6 +43,8 @@ class AttendMemory:
         lengths: (B * group,) long, valid frames per query row.
         keys: kind-specific projections computed once per utterance, each (B, ...).
         group: query rows per item.
+        sinks: training only: `GradientSink`s of "values" and of keys that are read in windows
+            (`with_sinks`); the gradients of every step's window reads collect in one buffer.
     """
 
     values: Tensor
@@ -48,9 +52,22 @@ class AttendMemory:
     lengths: Tensor
     keys: dict[str, Tensor] = field(default_factory=dict)
     group: int = 1
+    sinks: dict[str, GradientSink] = field(default_factory=dict)
+
+    def with_sinks(self, names: tuple[str, ...]) -> AttendMemory:
+        """The same memory with a gradient sink for each name ("values" or a key) that
+        requires grad; unchanged when gradients are off (decoding)."""
+        tensors = {"values": self.values, **self.keys}
+        sinks = {
+            name: GradientSink.of(tensors[name])
+            for name in names
+            if torch.is_grad_enabled() and tensors[name].requires_grad
+        }
+        return replace(self, sinks=sinks)
 
     def index_select(self, index: Tensor) -> AttendMemory:
-        """Pick (or repeat) items, e.g. drop finished utterances; their row groups follow."""
+        """Pick (or repeat) items, e.g. drop finished utterances; their row groups follow.
+        Searches only: the result has no gradient sinks."""
         rows = group_rows(index, self.group)
         return AttendMemory(
             values=self.values.index_select(0, index),
@@ -61,7 +78,8 @@ class AttendMemory:
         )
 
     def shared(self, group: int) -> AttendMemory:
-        """The same frames read by `group` query rows per item (beams); a group-1 memory only."""
+        """The same frames read by `group` query rows per item (beams); a group-1 memory only.
+        Searches only: the result has no gradient sinks."""
         if self.group != 1:
             raise ValueError("memory is already shared")
         return AttendMemory(
@@ -188,25 +206,33 @@ def no_autocast(device: torch.device) -> torch.autocast:
     return torch.autocast(device_type=device.type, enabled=False)
 
 
-def gather_frames(x: Tensor, index: Tensor) -> Tensor:
+def gather_frames(x: Tensor, index: Tensor, sink: GradientSink | None = None) -> Tensor:
     """Pick frames per row: x (B, T, D), index (B * G, W) long in [0, T) -> (B * G, W, D).
 
     Row r reads item r // G (G rows share an item, see `AttendMemory`). One `index_select` of
     whole D-vectors from the flattened frames: `torch.gather` with an expanded index walks
     element by element (6x slower here), advanced indexing x[items, index] is 2x slower.
+    With x's `sink` (training), the gradient of the read goes to the sink's buffer.
     """
+    if sink is not None:
+        return sink.gather(_flat_frames(x, index))
     rows, width = index.shape
     picked = x.reshape(-1, *x.shape[2:]).index_select(0, _flat_frames(x, index).view(-1))
     return picked.view(rows, width, *x.shape[2:])
 
 
-def weighted_frames(x: Tensor, index: Tensor, weights: Tensor) -> Tensor:
+def weighted_frames(
+    x: Tensor, index: Tensor, weights: Tensor, sink: GradientSink | None = None
+) -> Tensor:
     """Weighted sum of picked frames: x (B, T, D), index and weights (B * G, W) -> (B * G, D).
 
     Equals `bmm(weights, gather_frames(x, index))` without materialising the (B * G, W, D)
     window: `embedding_bag` sums the rows in place (2.8x faster for 91 rows x 25 frames x 384
-    on one thread) and its backward scatters into x as the gather's would.
+    on one thread) and its backward scatters into x as the gather's would. With x's `sink`
+    (training), the gradient of x goes to the sink's buffer.
     """
+    if sink is not None:
+        return sink.weighted_sum(_flat_frames(x, index), weights.to(x.dtype))
     flat = x.reshape(-1, x.shape[2])
     return nn.functional.embedding_bag(
         _flat_frames(x, index), flat, per_sample_weights=weights.to(x.dtype), mode="sum"

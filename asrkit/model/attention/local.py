@@ -44,6 +44,11 @@ class _WindowAttention(DotAttention):
             raise ConfigError(f"attention.window must be >= 0, got {window}")
         self.window = window
 
+    def prepare(self, memory: Tensor, lengths: Tensor) -> AttendMemory:
+        # Every step reads a window of keys and values: their gradients collect in one buffer
+        # each instead of a full-size gradient per step (see `gradient_sink`).
+        return super().prepare(memory, lengths).with_sinks(("keys", "values"))
+
     def window_softmax(
         self, query: Tensor, mem: AttendMemory, centre: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
@@ -62,14 +67,15 @@ class _WindowAttention(DotAttention):
         index = centre.unsqueeze(1) + offsets  # (B, W)
         inside = (index >= 0) & (index < mem.lengths.unsqueeze(1))
         safe = index.clamp(0, mem.values.shape[1] - 1)
-        energies = self.energies(query, gather_frames(mem.keys["keys"], safe))  # (B, W)
+        keys = gather_frames(mem.keys["keys"], safe, mem.sinks.get("keys"))  # (B, W, d)
+        energies = self.energies(query, keys)  # (B, W)
         return masked_softmax(energies, inside, self.scaling), index, safe
 
     def window_output(
         self, weights: Tensor, safe: Tensor, mem: AttendMemory, state: State
     ) -> AttentionOutput:
         """Window weights (B, W) -> context (B, D) from the gathered frames, weights (B, T)."""
-        context = weighted_frames(mem.values, safe, weights)
+        context = weighted_frames(mem.values, safe, weights, mem.sinks.get("values"))
         full = scatter_frames(weights, safe, mem.values.shape[1])
         return AttentionOutput(context, full, state)
 

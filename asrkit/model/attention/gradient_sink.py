@@ -1,0 +1,111 @@
+"""One gradient buffer for the window reads of a tensor across all decoder steps (training).
+
+Local attention reads a window of 2D+1 frames per decoder step. Through plain `index_select`
+or `embedding_bag`, the backward of every step allocates a zero gradient as large as the whole
+(B, T, D) memory, scatters the window into it, and autograd adds it to the running sum: three
+passes over B x T x D per step, for a read of B x (2D+1) x D. On the mini recipe's local config
+that was about a fifth of a training step (`benchmarks/RESULTS.md`).
+
+Here every step's backward adds its window straight into one buffer allocated once per batch
+(`index_add_`), and the buffer is handed to the memory as its gradient after the last of those
+backward calls. The hand-over is ordered by autograd itself: each window read takes an empty
+`token` tensor computed from the memory as an input, so the token's backward (which returns the
+buffer) runs only once every read that reached the loss has run its own.
+
+    sink = GradientSink.of(keys)                  # in `prepare`, when keys require grad
+    window = sink.gather(offsets)                 # (R, W, D), like keys.view(-1, D)[offsets]
+    context = sink.weighted_sum(offsets, weights)  # (R, D), like embedding_bag(..., "sum")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+
+class _HandOver(torch.autograd.Function):
+    """Empty token from x; its backward returns the filled buffer as x's gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, buffer: Tensor) -> Tensor:
+        ctx.buffer = buffer
+        return x.new_empty(0)
+
+    @staticmethod
+    def backward(ctx: Any, _: Tensor) -> tuple[Tensor, None]:
+        # Handed over as a copy and cleared, so a second backward through the same graph
+        # (retain_graph, gradcheck) sums afresh: one copy per batch, not per step.
+        grad = ctx.buffer.clone()
+        ctx.buffer.zero_()
+        return grad, None
+
+
+class _Gather(torch.autograd.Function):
+    """flat (N, D)[offsets] -> (*offsets.shape, D); the backward adds into the buffer."""
+
+    @staticmethod
+    def forward(ctx: Any, flat: Tensor, offsets: Tensor, buffer: Tensor, token: Tensor) -> Tensor:
+        ctx.save_for_backward(offsets)
+        ctx.buffer = buffer
+        return flat.index_select(0, offsets.reshape(-1)).view(*offsets.shape, flat.shape[1])
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[None, None, None, Tensor]:
+        (offsets,) = ctx.saved_tensors
+        ctx.buffer.index_add_(0, offsets.reshape(-1), grad.reshape(-1, grad.shape[-1]))
+        return None, None, None, grad.new_zeros(0)
+
+
+class _WeightedSum(torch.autograd.Function):
+    """sum_w weights[r, w] * flat[offsets[r, w]] -> (R, D); the flat gradient goes to the buffer."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, flat: Tensor, offsets: Tensor, weights: Tensor, buffer: Tensor, token: Tensor
+    ) -> Tensor:
+        ctx.save_for_backward(flat, offsets, weights)
+        ctx.buffer = buffer
+        return nn.functional.embedding_bag(offsets, flat, per_sample_weights=weights, mode="sum")
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[None, None, Tensor, None, Tensor]:
+        flat, offsets, weights = ctx.saved_tensors
+        rows, width = offsets.shape
+        window = flat.index_select(0, offsets.reshape(-1)).view(rows, width, -1)  # (R, W, D)
+        grad_weights = torch.bmm(window, grad.unsqueeze(2)).squeeze(2)  # (R, W)
+        spread = weights.unsqueeze(2) * grad.unsqueeze(1)  # (R, W, D)
+        ctx.buffer.index_add_(0, offsets.reshape(-1), spread.reshape(rows * width, -1))
+        return None, None, grad_weights, None, grad.new_zeros(0)
+
+
+@dataclass(frozen=True)
+class GradientSink:
+    """Window reads of a (B, T, D) tensor whose gradients collect in one (B * T, D) buffer.
+
+    Attributes:
+        flat: (B * T, D) the tensor's frames, detached (the gradient goes through `token`).
+        buffer: (B * T, D) the gradient of every read so far.
+        token: empty tensor tying each read to the source in the autograd graph.
+    """
+
+    flat: Tensor
+    buffer: Tensor
+    token: Tensor
+
+    @classmethod
+    def of(cls, x: Tensor) -> GradientSink:
+        """A sink for x (B, T, D); use it only while x requires grad."""
+        flat = x.detach().reshape(-1, x.shape[2])
+        buffer = torch.zeros_like(flat)
+        return cls(flat, buffer, _HandOver.apply(x, buffer.view_as(x)))
+
+    def gather(self, offsets: Tensor) -> Tensor:
+        """offsets (R, W) long into the B * T frames -> (R, W, D)."""
+        return _Gather.apply(self.flat, offsets, self.buffer, self.token)
+
+    def weighted_sum(self, offsets: Tensor, weights: Tensor) -> Tensor:
+        """offsets and weights (R, W) -> (R, D), weights in the tensor's dtype."""
+        return _WeightedSum.apply(self.flat, offsets, weights, self.buffer, self.token)
