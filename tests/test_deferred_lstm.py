@@ -42,6 +42,8 @@ def test_deferred_cells_only_when_training() -> None:
     assert DeferredLSTMCells.wanted(cells)
     with torch.no_grad():
         assert not DeferredLSTMCells.wanted(cells)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not DeferredLSTMCells.wanted(cells)
     cells.requires_grad_(False)
     assert not DeferredLSTMCells.wanted(cells)
 

@@ -87,9 +87,12 @@ class DeferredLSTMCells:
     def wanted(cells: nn.ModuleList) -> bool:
         """Worth it only when the weights get gradients (training), never when decoding; not
         under autocast (mixed precision on a GPU keeps the plain cells and their casts)."""
-        if not torch.is_grad_enabled() or torch.is_autocast_enabled():
+        params = list(cells.parameters())
+        if not params or not torch.is_grad_enabled():
             return False
-        return any(p.requires_grad for p in cells.parameters())
+        if torch.is_autocast_enabled(params[0].device.type):
+            return False
+        return any(p.requires_grad for p in params)
 
     def step(self, layer: int, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         """One step of cell `layer`: x (B, I), h and c (B, H) -> new h, c (B, H)."""
