@@ -4,13 +4,14 @@ Local attention reads a window of 2D+1 frames per decoder step. Through plain `i
 or `embedding_bag`, the backward of every step allocates a zero gradient as large as the whole
 (B, T, D) memory, scatters the window into it, and autograd adds it to the running sum: three
 passes over B x T x D per step, for a read of B x (2D+1) x D. On the mini recipe's local config
-that was about a fifth of a training step (`benchmarks/RESULTS.md`).
+these fills, scatters and sums (with the LSTM cells' weight-gradient sums, `deferred_lstm`) took
+about a fifth of a training step's CPU time (`benchmarks/RESULTS.md`, session 10).
 
 Here every step's backward adds its window straight into one buffer allocated once per batch
-(`index_add_`), and the buffer is handed to the memory as its gradient after the last of those
-backward calls. The hand-over is ordered by autograd itself: each window read takes an empty
-`token` tensor computed from the memory as an input, so the token's backward (which returns the
-buffer) runs only once every read that reached the loss has run its own.
+(`index_add_`), and a copy of the buffer is handed to the memory as its gradient after the last
+of those backward calls. The hand-over is ordered by autograd itself: each window read takes an
+empty `token` tensor computed from the memory as an input, so the token's backward (which
+returns the buffer) runs only once every read that reached the loss has run its own.
 
     sink = GradientSink.of(keys)                  # in `prepare`, when keys require grad
     window = sink.gather(offsets)                 # (R, W, D), like keys.view(-1, D)[offsets]
