@@ -4,9 +4,9 @@
 gradients (4H x (E + D) and 4H x H, from a batch of only B rows) and add them to the running
 sums: per step, two thin matrix products and two passes over every weight, whatever B is. Here
 each step's backward only keeps its gate gradient and its input; after the last step the weight
-gradient is one matrix product over all U x B rows (`_Collect`), ordered by autograd through an
-empty `token` each step takes as an input (as in `attention/gradient_sink.py`). The input and
-recurrent products are also fused into one: gates = [x; h] W^T + b with W = [W_ih W_hh].
+gradient is one matrix product over all U x B rows (`asrkit.model.gradient_token` orders the
+hand-over). The input and recurrent products are also fused into one: gates = [x; h] W^T + b
+with W = [W_ih W_hh].
 
 The arithmetic is nn.LSTMCell's (gate order i, f, g, o; c' = s(f) c + s(i) tanh(g),
 h' = s(o) tanh(c')) up to float rounding; the parameters stay those of `nn.LSTMCell`, so
@@ -15,27 +15,23 @@ checkpoints and decoding (which runs the plain cells) are unchanged.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from asrkit.model.gradient_token import gradient_token, token_grad
 
-class _Collect(torch.autograd.Function):
-    """Empty token from the weight; its backward returns sum_t dgates_t^T inputs_t."""
 
-    @staticmethod
-    def forward(ctx: Any, weight: Tensor, stash: list[tuple[Tensor, Tensor]]) -> Tensor:
-        ctx.stash = stash
-        return weight.new_empty(0)
-
-    @staticmethod
-    def backward(ctx: Any, _: Tensor) -> tuple[Tensor | None, None]:
-        if not ctx.stash:
-            return None, None
-        grads, inputs = zip(*ctx.stash, strict=True)
-        ctx.stash.clear()  # a second backward through the same graph collects afresh
-        return torch.cat(grads).t().mm(torch.cat(inputs)), None
+def _weight_gradient(stash: list[tuple[Tensor, Tensor]]) -> Tensor | None:
+    """sum_t dgates_t^T inputs_t in one product; the stash is emptied so a second backward
+    through the same graph collects afresh."""
+    if not stash:
+        return None
+    grads, inputs = zip(*stash, strict=True)
+    stash.clear()
+    return torch.cat(grads).t().mm(torch.cat(inputs))
 
 
 class _Gates(torch.autograd.Function):
@@ -57,7 +53,7 @@ class _Gates(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, Tensor]:
         inputs, weight = ctx.saved_tensors
         ctx.stash.append((grad, inputs))
-        return grad.mm(weight), None, None, grad.new_zeros(0)
+        return grad.mm(weight), None, None, token_grad(grad)
 
 
 class DeferredLSTMCells:
@@ -81,7 +77,8 @@ class DeferredLSTMCells:
             weight = torch.cat([cell.weight_ih, cell.weight_hh], dim=1)  # (4H, I + H)
             bias = cell.bias_ih + cell.bias_hh
             stash: list[tuple[Tensor, Tensor]] = []
-            self.layers.append((weight, bias, stash, _Collect.apply(weight, stash)))
+            token = gradient_token(weight, partial(_weight_gradient, stash))
+            self.layers.append((weight, bias, stash, token))
 
     @staticmethod
     def wanted(cells: nn.ModuleList) -> bool:

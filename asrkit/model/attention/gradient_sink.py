@@ -8,10 +8,8 @@ these fills, scatters and sums (with the LSTM cells' weight-gradient sums, `defe
 about a fifth of a training step's CPU time (`benchmarks/RESULTS.md`, session 10).
 
 Here every step's backward adds its window straight into one buffer allocated once per batch
-(`index_add_`), and a copy of the buffer is handed to the memory as its gradient after the last
-of those backward calls. The hand-over is ordered by autograd itself: each window read takes an
-empty `token` tensor computed from the memory as an input, so the token's backward (which
-returns the buffer) runs only once every read that reached the loss has run its own.
+(`index_add_`), and a copy of the buffer becomes the memory's gradient after the last of those
+backward calls (`asrkit.model.gradient_token` orders the hand-over).
 
     sink = GradientSink.of(keys)                  # in `prepare`, when keys require grad
     window = sink.gather(offsets)                 # (R, W, D), like keys.view(-1, D)[offsets]
@@ -21,27 +19,21 @@ returns the buffer) runs only once every read that reached the loss has run its 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from asrkit.model.gradient_token import gradient_token, token_grad
 
-class _HandOver(torch.autograd.Function):
-    """Empty token from x; its backward returns the filled buffer as x's gradient."""
 
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, buffer: Tensor) -> Tensor:
-        ctx.buffer = buffer
-        return x.new_empty(0)
-
-    @staticmethod
-    def backward(ctx: Any, _: Tensor) -> tuple[Tensor, None]:
-        # Handed over as a copy and cleared, so a second backward through the same graph
-        # (retain_graph, gradcheck) sums afresh: one copy per batch, not per step.
-        grad = ctx.buffer.clone()
-        ctx.buffer.zero_()
-        return grad, None
+def _hand_over(buffer: Tensor) -> Tensor:
+    """The summed gradient, copied; the buffer is cleared so a second backward sums afresh
+    (one copy per batch, not per step)."""
+    grad = buffer.clone()
+    buffer.zero_()
+    return grad
 
 
 class _Gather(torch.autograd.Function):
@@ -57,7 +49,7 @@ class _Gather(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[None, None, None, Tensor]:
         (offsets,) = ctx.saved_tensors
         ctx.buffer.index_add_(0, offsets.reshape(-1), grad.reshape(-1, grad.shape[-1]))
-        return None, None, None, grad.new_zeros(0)
+        return None, None, None, token_grad(grad)
 
 
 class _WeightedSum(torch.autograd.Function):
@@ -79,7 +71,7 @@ class _WeightedSum(torch.autograd.Function):
         grad_weights = torch.bmm(window, grad.unsqueeze(2)).squeeze(2)  # (R, W)
         spread = weights.unsqueeze(2) * grad.unsqueeze(1)  # (R, W, D)
         ctx.buffer.index_add_(0, offsets.reshape(-1), spread.reshape(rows * width, -1))
-        return None, None, grad_weights, None, grad.new_zeros(0)
+        return None, None, grad_weights, None, token_grad(grad)
 
 
 @dataclass(frozen=True)
@@ -101,7 +93,7 @@ class GradientSink:
         """A sink for x (B, T, D); use it only while x requires grad."""
         flat = x.detach().reshape(-1, x.shape[2])
         buffer = torch.zeros_like(flat)
-        return cls(flat, buffer, _HandOver.apply(x, buffer.view_as(x)))
+        return cls(flat, buffer, gradient_token(x, partial(_hand_over, buffer.view_as(x))))
 
     def gather(self, offsets: Tensor) -> Tensor:
         """offsets (R, W) long into the B * T frames -> (R, W, D)."""
