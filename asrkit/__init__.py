@@ -48,6 +48,7 @@ def transcribe(
     ctc_weight: float | None = None,
     batch_size: int | None = None,
     progress: bool = False,
+    att_window: int | None = None,
 ) -> list[Transcript]:
     """Transcribe audio files (any libsndfile format, rate and channel count; long files are
     cut at quiet points and stitched).
@@ -59,6 +60,8 @@ def transcribe(
         ctc_weight: joint CTC prefix-scoring weight; None keeps the config.
         batch_size: files decoded together.
         progress: show a progress bar on stderr.
+        att_window: global attention reads at most this many encoder frames past its previous
+            peak (0 = all frames); None keeps the config.
 
     Returns:
         One `Transcript` (id, text, word timings, hypothesis with its attention) per file.
@@ -66,7 +69,9 @@ def transcribe(
     from asrkit.decoding import transcribe_files
 
     loaded = model if not isinstance(model, str | Path) else load_model(model)
-    opts = loaded.decode_options(beam=beam, ctc_weight=ctc_weight, batch_size=batch_size)
+    opts = loaded.decode_options(
+        beam=beam, ctc_weight=ctc_weight, batch_size=batch_size, att_window=att_window
+    )
     transcripts, _ = transcribe_files(loaded, [Path(a) for a in audio], opts, progress=progress)
     return transcripts
 

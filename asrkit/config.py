@@ -85,6 +85,10 @@ class SpellerConfig:
     hidden: int = 256  # LSTM decoder size
     layers: int = 1  # LSTM decoder layers
     dropout: float = 0.1
+    # feed the previous context into the LSTM (LAS, Luong's input feeding); without it the
+    # LSTM runs over all decoder steps at once in training, and so does a stateless attention
+    # (dot, general, multihead)
+    input_feeding: bool = True
 
 
 @dataclass(frozen=True)
@@ -176,6 +180,11 @@ class DecodeConfig:
     # CTC prefix scoring only within this many encoder frames of the attention peak (a step
     # then costs O(window), not O(T)); 0 = every frame (exact).
     ctc_window: int = 0
+    # global attention kinds: a step reads at most this many encoder frames past the previous
+    # step's peak and att_window_back before it (keeps content attention from jumping back
+    # and repeating); 0 = all frames
+    att_window: int = 0
+    att_window_back: int = 4
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,7 @@ class ModelOptions:
     device: str = "cpu"
     progress: bool = True
     ctc_window: int | None = None
+    att_window: int | None = None
 
 
 def evaluate_model(
@@ -163,6 +164,7 @@ def evaluate_model(
         ctc_weight=decode.ctc_weight,
         batch_size=decode.batch_size,
         ctc_window=decode.ctc_window,
+        att_window=decode.att_window,
     )
     transcripts, timing = decode_utterances(
         loaded, utts, search, progress=decode.progress, console=console

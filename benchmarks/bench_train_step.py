@@ -12,6 +12,8 @@ and batch size `train.max_frames`) instead of the listener x attention grid:
 
     OMP_NUM_THREADS=1 python benchmarks/bench_train_step.py --threads 1 --steps 6 \
         --configs recipes/mini/conf/local.yaml recipes/mini/conf/global.yaml
+
+`--set key=value ...` applies the same overrides to every config (as `attnasr train --set`).
 """
 
 from __future__ import annotations
@@ -128,6 +130,7 @@ def main() -> None:
     parser.add_argument("--attention", nargs="+", default=["location", "local-m", "monotonic"])
     parser.add_argument("--attention-dim", type=int, default=256)
     parser.add_argument("--configs", nargs="+", type=Path, help="time these YAML configs")
+    parser.add_argument("--set", nargs="+", default=[], help="overrides for every config")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if args.configs:
@@ -180,14 +183,15 @@ def time_configs(args: argparse.Namespace) -> list[dict]:
     tok = CharTokenizer.train(text for _, text in utts)
     rows = []
     for path in args.configs:
-        cfg = load_yaml(path)
+        cfg = apply_overrides(load_yaml(path), args.set)
         batches = make_batches(utts, tok, cfg.train.max_frames)
         batches = batches[len(batches) // 3 :]
         torch.manual_seed(0)
         model = LAS(cfg, tok.vocab_size)
         cpu, wall = measure(model, batches, args.steps)
-        rows.append({"config": str(path), "audio_s_per_cpu_s": cpu, "audio_s_per_wall_s": wall})
-        print(f"{path}: {cpu:.1f} audio-s per CPU-s, {wall:.1f} per wall-s", flush=True)
+        name = " ".join([str(path), *args.set])
+        rows.append({"config": name, "audio_s_per_cpu_s": cpu, "audio_s_per_wall_s": wall})
+        print(f"{name}: {cpu:.1f} audio-s per CPU-s, {wall:.1f} per wall-s", flush=True)
     return rows
 
 

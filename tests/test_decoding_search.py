@@ -22,6 +22,7 @@ from asrkit.decoding.ctc_prefix import (
     logsumexp_first,
 )
 from asrkit.decoding.timing import ctc_viterbi
+from asrkit.io import UserError
 from asrkit.model.attention import REGISTRY
 from asrkit.testing import dummy_batch, tiny_model
 from asrkit.tokenizer import BLANK_ID, EOS_ID, CharTokenizer
@@ -274,3 +275,36 @@ def test_ctc_viterbi_follows_peaked_posteriors() -> None:
     spans = ctc_viterbi(log_probs.log_softmax(-1), tokens)
     assert spans == [(0, 2), (3, 5), (6, 8), (9, 11)]
     assert ctc_viterbi(log_probs[:4], tokens) is None  # 4 labels + 1 repeat need 5 frames
+
+
+@pytest.mark.parametrize("kind", ["dot", "location"])
+def test_attention_window_keeps_each_step_near_the_previous_peak(kind: str) -> None:
+    """Batched equals alone, beam 1 equals greedy, and no step reads outside its window."""
+    model, batch = tiny_model(kind), dummy_batch(batch_size=4)
+    opts = DecodeOptions(beam=3, max_len_ratio=1.0, att_window=2, att_window_back=1)
+    batched = beam_search(model, batch.feats, batch.feat_lengths, opts)
+    for i, hyp in enumerate(batched):
+        alone = _single(model, batch, i, opts)
+        assert hyp.tokens == alone.tokens
+        assert torch.allclose(hyp.attention, alone.attention, atol=1e-5)
+        peaks = hyp.attention.argmax(dim=1)
+        frames = torch.arange(hyp.attention.shape[1])
+        for step in range(1, hyp.attention.shape[0]):
+            outside = (frames < peaks[step - 1] - 1) | (frames > peaks[step - 1] + 2)
+            assert torch.all(hyp.attention[step, outside] == 0)
+    assert sum(h.attention.shape[0] - 1 for h in batched) >= 8  # steps that had a window
+    one = DecodeOptions(beam=1, max_len_ratio=1.0, att_window=2, att_window_back=1)
+    greedy = greedy_search(model, batch.feats, batch.feat_lengths, one)
+    beam = beam_search(model, batch.feats, batch.feat_lengths, one)
+    assert [g.tokens for g in greedy] == [b.tokens for b in beam]
+    for g, b in zip(greedy, beam, strict=True):
+        assert torch.allclose(g.attention, b.attention)
+
+
+def test_attention_window_is_refused_for_local_and_monotonic_kinds() -> None:
+    batch = dummy_batch(batch_size=2)
+    for kind in ("local-m", "monotonic"):
+        with pytest.raises(UserError, match="applies to global attention"):
+            greedy_search(
+                tiny_model(kind), batch.feats, batch.feat_lengths, DecodeOptions(att_window=5)
+            )

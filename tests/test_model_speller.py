@@ -13,8 +13,11 @@ from asrkit.testing import dummy_batch, tiny_config
 KINDS = sorted(REGISTRY)
 
 
-def encoded(kind: str, batch_size: int = 4) -> tuple[LAS, torch.Tensor, torch.Tensor, object]:
-    model = LAS(tiny_config(kind), vocab_size=12).eval()
+def encoded(
+    kind: str, batch_size: int = 4, input_feeding: bool = True
+) -> tuple[LAS, torch.Tensor, torch.Tensor, object]:
+    cfg = tiny_config(kind, speller__input_feeding=input_feeding)
+    model = LAS(cfg, vocab_size=12).eval()
     batch = dummy_batch(batch_size)
     with torch.no_grad():
         enc, enc_lens = model.encode(batch.feats, batch.feat_lengths)
@@ -58,9 +61,10 @@ def test_reordered_state_gives_reordered_step(kind: str) -> None:
     torch.testing.assert_close(moved.weights, step.weights[order])
 
 
+@pytest.mark.parametrize("input_feeding", [True, False])  # without: the all-steps pass is off
 @pytest.mark.parametrize("kind", KINDS)
-def test_sampling_prob_one_feeds_the_previous_argmax(kind: str) -> None:
-    model, enc, enc_lens, batch = encoded(kind)
+def test_sampling_prob_one_feeds_the_previous_argmax(kind: str, input_feeding: bool) -> None:
+    model, enc, enc_lens, batch = encoded(kind, input_feeding=input_feeding)
     tokens_in, _ = decoder_io(batch.tokens, batch.token_lengths)
     att = model.speller.attention
     with torch.no_grad():

@@ -175,6 +175,15 @@ def test_cli_names_a_mistyped_config_key(corpus, tmp_path):
     assert result.exit_code == 1 and "did you mean 'max_epochs'" in result.output
 
 
+def test_an_attention_window_for_local_attention_is_refused_before_training(corpus, tmp_path):
+    """decode.att_window serves every validation: a local model cannot use it, and the run
+    says so before it creates its folder."""
+    cfg = tiny_config("local-m")
+    with pytest.raises(UserError, match="applies to global attention"):
+        train(cfg, corpus[0], corpus[1], tmp_path / "exp", overrides=["decode.att_window=8"])
+    assert not (tmp_path / "exp").exists()
+
+
 @pytest.mark.slow
 def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_130(corpus, tmp_path):
     import subprocess

@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
+import typer
 from rich.console import Console
 
 from asrkit.config import ConfigError
@@ -14,6 +15,21 @@ from asrkit.io import UserError
 
 console = Console(stderr=True)  # progress and tables on stderr; stdout is for results
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Decoding options that transcribe and evaluate share.
+CtcWindowOption = Annotated[
+    int | None,
+    typer.Option(
+        "--ctc-window", help="CTC scoring within N encoder frames of the attention (0 = all)."
+    ),
+]
+AttWindowOption = Annotated[
+    int | None,
+    typer.Option(
+        "--att-window",
+        help="Global attention reads at most N encoder frames past its last peak (0 = all).",
+    ),
+]
 
 
 def user_errors(func: F) -> F:

@@ -8,7 +8,13 @@ from typing import Annotated
 
 import typer
 
-from asrkit.cli.common import console, resolve_device, user_errors
+from asrkit.cli.common import (
+    AttWindowOption,
+    CtcWindowOption,
+    console,
+    resolve_device,
+    user_errors,
+)
 from asrkit.io import UserError
 
 
@@ -44,12 +50,8 @@ def evaluate_command(
     ctc_weight: Annotated[
         float | None, typer.Option("--ctc-weight", help="Joint CTC weight in beam search.")
     ] = None,
-    ctc_window: Annotated[
-        int | None,
-        typer.Option(
-            "--ctc-window", help="CTC scoring within N encoder frames of the attention (0 = all)."
-        ),
-    ] = None,
+    ctc_window: CtcWindowOption = None,
+    att_window: AttWindowOption = None,
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", help="Utterances decoded together.")
     ] = None,
@@ -71,7 +73,9 @@ def evaluate_command(
     opts = ScoringOptions(normalizer.value, bootstrap, seed, worst, compare, force)
     if model is not None and manifest is not None and ref is None and hyp is None:
         device_name = resolve_device(device)
-        decode = ModelOptions(beam, ctc_weight, batch_size, device_name, ctc_window=ctc_window)
+        decode = ModelOptions(
+            beam, ctc_weight, batch_size, device_name, ctc_window=ctc_window, att_window=att_window
+        )
         evaluate_model(model, manifest, out, opts, decode, console=console)
     elif ref is not None and hyp is not None and model is None and manifest is None:
         evaluate_files(ref, hyp, out, opts, console=console)

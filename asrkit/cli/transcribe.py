@@ -9,7 +9,13 @@ from typing import Annotated
 
 import typer
 
-from asrkit.cli.common import console, resolve_device, user_errors
+from asrkit.cli.common import (
+    AttWindowOption,
+    CtcWindowOption,
+    console,
+    resolve_device,
+    user_errors,
+)
 
 
 class OutputFormat(str, Enum):
@@ -35,12 +41,8 @@ def transcribe(
     ctc_weight: Annotated[
         float | None, typer.Option("--ctc-weight", help="Joint CTC weight in beam search.")
     ] = None,
-    ctc_window: Annotated[
-        int | None,
-        typer.Option(
-            "--ctc-window", help="CTC scoring within N encoder frames of the attention (0 = all)."
-        ),
-    ] = None,
+    ctc_window: CtcWindowOption = None,
+    att_window: AttWindowOption = None,
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = (
         OutputFormat.txt
     ),
@@ -67,6 +69,7 @@ def transcribe(
         "beam": beam,
         "ctc_weight": ctc_weight,
         "ctc_window": ctc_window,
+        "att_window": att_window,
         "batch_size": batch_size,
         "timestamps": timestamps.value,
     }

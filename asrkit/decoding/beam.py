@@ -25,6 +25,8 @@ from torch import Tensor
 
 from asrkit.decoding.constraints import (
     NEG_INF,
+    attention_kind,
+    attention_window,
     build_hypothesis,
     constrain,
     encode,
@@ -102,6 +104,7 @@ def beam_search(
         The best finished hypothesis of each utterance, in input order.
     """
     k = opts.beam
+    window = attention_window(attention_kind(model), opts)
     with eval_mode(model):
         enc, enc_lengths, mem = encode(model, feats, feat_lengths, encoded)
         batch = feats.shape[0]
@@ -134,7 +137,7 @@ def beam_search(
         trail = _Trail([], [], [], [])
         prev = torch.full((batch * k,), EOS_ID, dtype=torch.long, device=feats.device)
         while beams.items:
-            out = model.speller.step(prev, state, mem, "eval")
+            out = model.speller.step(prev, state, mem, "eval", window)
             trail.weights.append(out.weights)
             step = len(trail.weights) - 1  # tokens every row holds so far
             parent, prev, prev_lp = _advance(beams, out, scorer, opts, ended, step)

@@ -16,6 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from asrkit.decoding.options import DecodeOptions, Hypothesis
+from asrkit.io import UserError
+from asrkit.model.attention import MEMBERS, REGISTRY
+from asrkit.model.speller import AttentionWindow
 from asrkit.tokenizer import BLANK_ID, EOS_ID, Tokenizer
 
 if TYPE_CHECKING:
@@ -44,6 +47,28 @@ def encode(
     `encoded` reuses outputs the caller already has (e.g. for CTC word times)."""
     enc, enc_lengths = encoded if encoded is not None else model.encode(feats, feat_lengths)
     return enc, enc_lengths, model.speller.attention.prepare(enc, enc_lengths)
+
+
+def attention_window(kind: str, opts: DecodeOptions) -> AttentionWindow | None:
+    """The decoding-time attention window of `opts` for attention `kind` (None when off).
+
+    Raises:
+        UserError: a window asked of a kind outside the global family (local and monotonic
+            kinds read their own windows).
+    """
+    if opts.att_window <= 0:
+        return None
+    if kind not in MEMBERS["global"]:
+        raise UserError(
+            f"--att-window (decode.att_window) applies to global attention "
+            f"({', '.join(MEMBERS['global'])}); this model uses {kind}"
+        )
+    return AttentionWindow(behind=opts.att_window_back, ahead=opts.att_window)
+
+
+def attention_kind(model: LAS) -> str:
+    """The registry name of the model's attention."""
+    return next(k for k, cls in REGISTRY.items() if type(model.speller.attention) is cls)
 
 
 def length_limits(enc_lengths: Tensor, opts: DecodeOptions) -> tuple[Tensor, Tensor]:

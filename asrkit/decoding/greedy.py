@@ -12,6 +12,8 @@ import torch
 from torch import Tensor
 
 from asrkit.decoding.constraints import (
+    attention_kind,
+    attention_window,
     build_hypothesis,
     constrain,
     encode,
@@ -57,6 +59,7 @@ def greedy_search(
         >>> len(hyps)
         3
     """
+    window = attention_window(attention_kind(model), opts)
     with eval_mode(model):
         _, enc_lengths, mem = encode(model, feats, feat_lengths, encoded)
         batch = feats.shape[0]
@@ -70,7 +73,7 @@ def greedy_search(
         step_log_probs: list[list[float]] = [[] for _ in range(batch)]
         results: list[Hypothesis | None] = [None] * batch
         while items.numel() > 0:
-            out = model.speller.step(prev, state, mem, "eval")
+            out = model.speller.step(prev, state, mem, "eval", window)
             log_probs = torch.log_softmax(out.logits.double(), dim=-1)  # as in beam search
             allowed = constrain(log_probs, history, runs, min_len[items], max_len[items], opts)
             token = allowed.argmax(dim=1)  # (N,)

@@ -44,6 +44,9 @@ class DecodeOptions:
         ctc_window: CTC prefix scoring only within this many encoder frames of the attention
             peaks of the step and of the previous label (O(window) per step instead of O(T));
             0 scores every frame (exact).
+        att_window: global attention kinds only: each step reads at most this many encoder
+            frames past the previous step's attention peak (`AttentionWindow`); 0 = all.
+        att_window_back: with att_window, frames before the previous peak still read.
     """
 
     beam: int = 1
@@ -59,6 +62,8 @@ class DecodeOptions:
     timestamps: Timestamps = "auto"
     pre_beam: int = 0
     ctc_window: int = 0
+    att_window: int = 0
+    att_window_back: int = 4
 
     def __post_init__(self) -> None:
         if self.beam < 1:
@@ -73,6 +78,11 @@ class DecodeOptions:
             raise UserError(f"max segment must exceed 1 s, got {self.max_segment_seconds}")
         if self.ctc_window < 0:
             raise UserError(f"ctc window must be >= 0 frames, got {self.ctc_window}")
+        if self.att_window < 0 or self.att_window_back < 0:
+            raise UserError(
+                f"attention window must be >= 0 frames, got {self.att_window} ahead and "
+                f"{self.att_window_back} back"
+            )
         if self.timestamps not in ("auto", "attention", "ctc"):
             raise UserError(f"unknown timestamps '{self.timestamps}' (auto, attention, ctc)")
 

@@ -157,7 +157,14 @@ class LAS(nn.Module):
         sc = cfg.speller
         attention = build_attention(cfg.attention, sc.hidden, memory_dim)
         self.speller = Speller(
-            vocab_size, sc.embed_dim, sc.hidden, sc.layers, memory_dim, attention, sc.dropout
+            vocab_size,
+            sc.embed_dim,
+            sc.hidden,
+            sc.layers,
+            memory_dim,
+            attention,
+            sc.dropout,
+            sc.input_feeding,
         )
         self.ctc = nn.Linear(memory_dim, vocab_size) if self.ctc_weight > 0 else None
         n_mels = cfg.features.n_mels

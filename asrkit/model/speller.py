@@ -6,6 +6,13 @@ Ordering (Luong / LAS, see ../shared/docs/attention.md §1.3), per output step i
     c_i, alpha_i = attention.step(s_i, mem, state)      # query is the new decoder state
     logits_i = W_o tanh(W_c [s_i; c_i])
 
+Without input feeding (`speller.input_feeding: false`, Luong et al. 2015 §3.1 without §3.3)
+the LSTM reads only emb(y_{i-1}), so a teacher-forced pass gets every query from one fused
+`torch.lstm` over all U+1 inputs. A stateless attention (content only: dot, general,
+multihead) then needs no step loop at all: one call over U+1 query rows per item (the rows of
+a group share the item's frames, as beams do) gives every context; other kinds loop over
+their attention steps only.
+
 The speller does not know which attention kind it holds: it passes `mode` through and keeps
 the attention state in its own state dict under `att.<name>` keys, so beam search reorders
 everything with one `reorder_state`.
@@ -13,7 +20,7 @@ everything with one `reorder_state`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +29,34 @@ from asrkit.model.attention.base import AttendMemory, Attention, AttentionOutput
 from asrkit.model.deferred_lstm import DeferredLSTMCells
 
 ATT_PREFIX = "att."
+
+
+@dataclass(frozen=True)
+class AttentionWindow:
+    """Decoding-time constraint of an attention over all frames: a step may read only frames
+    [peak - behind, peak + ahead] around the previous step's peak (the first step reads all).
+
+    A content-only attention (dot, multihead) has no notion of where it read last: once
+    trained it follows the diagonal in teacher forcing, but in free decoding it may jump back
+    to an earlier frame that sounds like the current one and repeat a stretch. The window
+    (Chorowski et al. 2015 §2.3 "windowing"; ESPnet's attention constraint in TTS) keeps the
+    alignment moving forward. Applies to kinds that mask with `AttendMemory.mask` (the global
+    family); local and monotonic kinds keep their own windows.
+
+    Attributes:
+        behind: frames before the previous peak that may still be read (peaks jitter).
+        ahead: frames after it (a pause between words spans tens of frames).
+    """
+
+    behind: int
+    ahead: int
+
+    def restrict(self, mem: AttendMemory, peaks: Tensor) -> AttendMemory:
+        """The memory with frames outside each row's window masked; peaks (B * G,) long."""
+        frames = torch.arange(mem.mask.shape[1], device=peaks.device).unsqueeze(0)
+        offset = frames - peaks.unsqueeze(1)  # (B * G, T)
+        band = (offset >= -self.behind) & (offset <= self.ahead)
+        return replace(mem, mask=mem.mask & band)
 
 
 @dataclass(frozen=True)
@@ -71,6 +106,8 @@ class Speller(nn.Module):
         memory_dim: encoder output size (the context size).
         attention: the mechanism; built with `query_dim=hidden, memory_dim=memory_dim`.
         dropout: on the embedding and on the pre-output layer.
+        input_feeding: feed the previous context into the LSTM (LAS); without it a
+            teacher-forced pass runs the LSTM over all steps at once (`_all_steps`).
     """
 
     def __init__(
@@ -82,12 +119,15 @@ class Speller(nn.Module):
         memory_dim: int,
         attention: Attention,
         dropout: float = 0.0,
+        input_feeding: bool = True,
     ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed_dim)
+        first_input = embed_dim + memory_dim if input_feeding else embed_dim
         self.cells = nn.ModuleList(
-            nn.LSTMCell(embed_dim + memory_dim if i == 0 else hidden, hidden) for i in range(layers)
+            nn.LSTMCell(first_input if i == 0 else hidden, hidden) for i in range(layers)
         )
+        self.input_feeding = input_feeding
         self.attention = attention
         self.pre_output = nn.Linear(hidden + memory_dim, hidden)
         self.output = nn.Linear(hidden, vocab_size)
@@ -96,17 +136,27 @@ class Speller(nn.Module):
         self.memory_dim = memory_dim
 
     def initial_state(self, mem: AttendMemory) -> State:
-        """Zero LSTM states, zero previous context, and the attention's initial state."""
+        """Zero LSTM states, a zero previous context (with input feeding) and the attention's
+        initial state."""
         batch = mem.lengths.shape[0]  # query rows (beams share an item's frames)
         zeros = mem.values.new_zeros(batch, self.hidden)
-        state: State = {"context": mem.values.new_zeros(batch, self.memory_dim)}
+        state: State = {}
+        if self.input_feeding:
+            state["context"] = mem.values.new_zeros(batch, self.memory_dim)
         for i in range(len(self.cells)):
             state[f"h{i}"], state[f"c{i}"] = zeros, zeros
         for key, value in self.attention.initial_state(mem).items():
             state[ATT_PREFIX + key] = value
         return state
 
-    def step(self, prev_tokens: Tensor, state: State, mem: AttendMemory, mode: Mode) -> SpellerStep:
+    def step(
+        self,
+        prev_tokens: Tensor,
+        state: State,
+        mem: AttendMemory,
+        mode: Mode,
+        window: AttentionWindow | None = None,
+    ) -> SpellerStep:
         """One output step.
 
         Args:
@@ -114,12 +164,18 @@ class Speller(nn.Module):
             state: from `initial_state` or the previous step.
             mem: from `attention.prepare`.
             mode: "train" or "eval", passed to the attention.
+            window: decoding only: read near the previous step's peak, which the state then
+                carries under "peak" (reordered with the rest by beam search).
 
         Returns:
             SpellerStep with logits (B, V) and weights (B, T').
         """
         inputs = self.dropout(self.embed(prev_tokens))  # (B, E)
+        if window is not None and "peak" in state:
+            mem = window.restrict(mem, state["peak"])
         query, att, new_state = self._recur(inputs, state, mem, mode)
+        if window is not None:
+            new_state["peak"] = att.weights.argmax(dim=1)
         logits = self._project(torch.cat([query, att.context], dim=-1))
         return SpellerStep(logits, att.weights, new_state, att.log_prob, att.entropy)
 
@@ -131,9 +187,10 @@ class Speller(nn.Module):
         mode: Mode,
         deferred: DeferredLSTMCells | None = None,
     ) -> tuple[Tensor, AttentionOutput, State]:
-        """LSTM update with input feeding, then attention: -> (query s_i, attention, state).
+        """LSTM update (with input feeding when on), then attention: -> (query s_i, attention,
+        state).
         `deferred`: the same cells with their weight gradients taken once per pass."""
-        x = torch.cat([inputs, state["context"]], dim=1)  # (B, E + D)
+        x = torch.cat([inputs, state["context"]], dim=1) if self.input_feeding else inputs
         new_state: State = {}
         for i, cell in enumerate(self.cells):
             if deferred is not None:
@@ -144,7 +201,8 @@ class Speller(nn.Module):
             x = h
         att_state = {k[len(ATT_PREFIX) :]: v for k, v in state.items() if k.startswith(ATT_PREFIX)}
         att = self.attention.step(x, mem, att_state, mode)
-        new_state["context"] = att.context
+        if self.input_feeding:
+            new_state["context"] = att.context
         for key, value in att.state.items():
             new_state[ATT_PREFIX + key] = value
         return x, att, new_state
@@ -177,10 +235,12 @@ class Speller(nn.Module):
             SpellerOutput with logits (B, U+1, V) and weights (B, U+1, T').
         """
         batch, steps = tokens_in.shape
-        state = self.initial_state(mem)
         # Embeddings of the reference inputs in one call; the output layers run once over all
         # steps after the loop unless scheduled sampling needs each step's argmax right away.
         embedded = self.dropout(self.embed(tokens_in))  # (B, U+1, E)
+        if not self.input_feeding and sampling_prob == 0.0:
+            return self._all_steps(mem, embedded, mode, steps_mask)
+        state = self.initial_state(mem)
         deferred = DeferredLSTMCells(self.cells) if DeferredLSTMCells.wanted(self.cells) else None
         outputs, logits, weights = [], [], []
         log_prob_sum = mem.values.new_zeros(batch)
@@ -211,3 +271,56 @@ class Speller(nn.Module):
             log_prob_sum=log_prob_sum,
             entropy_sum=entropy_sum,
         )
+
+    def _all_steps(
+        self, mem: AttendMemory, embedded: Tensor, mode: Mode, steps_mask: Tensor | None
+    ) -> SpellerOutput:
+        """Teacher-forced pass without input feeding: every query from one fused LSTM call,
+        then every attention step in one call (stateless kinds) or a loop of attention steps
+        only (kinds whose state carries the previous alignment).
+        embedded (B, U+1, E) -> logits (B, U+1, V), weights (B, U+1, T')."""
+        batch, steps, _ = embedded.shape
+        queries = self._queries(embedded)  # (B, U+1, H)
+        log_prob_sum = mem.values.new_zeros(batch)
+        entropy_sum = mem.values.new_zeros(batch)
+        if self.attention.stateless:
+            att = self.attention.step(queries.flatten(0, 1), mem.shared(steps), {}, mode)
+            contexts = att.context.view(batch, steps, -1)  # (B, U+1, D)
+            weights = att.weights.view(batch, steps, -1)
+        else:
+            state = self.attention.initial_state(mem)
+            context_list, weight_list = [], []
+            for i in range(steps):
+                att = self.attention.step(queries[:, i], mem, state, mode)
+                state = att.state
+                context_list.append(att.context)
+                weight_list.append(att.weights)
+                valid = steps_mask[:, i].to(log_prob_sum.dtype) if steps_mask is not None else 1.0
+                if att.log_prob is not None:
+                    log_prob_sum = log_prob_sum + att.log_prob * valid
+                if att.entropy is not None:
+                    entropy_sum = entropy_sum + att.entropy * valid
+            contexts, weights = torch.stack(context_list, dim=1), torch.stack(weight_list, dim=1)
+        return SpellerOutput(
+            logits=self._project(torch.cat([queries, contexts], dim=-1)),
+            weights=weights,
+            log_prob_sum=log_prob_sum,
+            entropy_sum=entropy_sum,
+        )
+
+    def _queries(self, embedded: Tensor) -> Tensor:
+        """The cells run over all inputs at once (no input feeding): (B, U+1, E) -> (B, U+1, H)."""
+        zeros = embedded.new_zeros(len(self.cells), embedded.shape[0], self.hidden)
+        weights = [w for c in self.cells for w in (c.weight_ih, c.weight_hh, c.bias_ih, c.bias_hh)]
+        queries, *_ = torch.lstm(  # the kernel of nn.LSTM, on the cells' own parameters
+            embedded,
+            (zeros, zeros),
+            weights,
+            has_biases=True,
+            num_layers=len(self.cells),
+            dropout=0.0,  # the cells' stack has none between layers either
+            train=self.training,
+            bidirectional=False,
+            batch_first=True,
+        )
+        return queries

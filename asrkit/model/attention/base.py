@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -162,7 +162,14 @@ class Attention(nn.Module, ABC):
 
     Subclasses implement `prepare` (optional), `initial_state` (optional) and `step`, and a
     `from_config` classmethod that reads only the options of their own kind.
+
+    Attributes:
+        stateless: True when a step depends only on its query and the memory (no state, no
+            use of earlier steps) and handles G query rows per item of any G: then a
+            teacher-forced pass without input feeding runs every step in one call.
     """
+
+    stateless: ClassVar[bool] = False
 
     def __init__(self, query_dim: int, memory_dim: int) -> None:
         super().__init__()

@@ -49,6 +49,8 @@ class DotAttention(Attention):
         torch.Size([2, 5])
     """
 
+    stateless = True
+
     def __init__(self, query_dim: int, memory_dim: int, dim: int, scaling: float = 1.0) -> None:
         super().__init__(query_dim, memory_dim)
         self.query_proj = nn.Linear(query_dim, dim, bias=False)
@@ -86,6 +88,8 @@ class GeneralAttention(Attention):
         memory_dim: encoder output size.
         scaling: softmax sharpening beta.
     """
+
+    stateless = True
 
     def __init__(self, query_dim: int, memory_dim: int, scaling: float = 1.0) -> None:
         super().__init__(query_dim, memory_dim)

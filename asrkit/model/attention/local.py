@@ -36,6 +36,8 @@ from asrkit.model.attention.dot import DotAttention
 class _WindowAttention(DotAttention):
     """Shared window machinery: softmax of dot energies over [centre - D, centre + D]."""
 
+    stateless = False  # local-m centres on the previous step; both read through gradient sinks
+
     def __init__(
         self, query_dim: int, memory_dim: int, dim: int, window: int, scaling: float = 1.0
     ) -> None:

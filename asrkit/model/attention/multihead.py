@@ -44,6 +44,8 @@ class MultiHeadAttention(Attention):
         (torch.Size([2, 6]), torch.Size([2, 5]))
     """
 
+    stateless = True
+
     def __init__(
         self, query_dim: int, memory_dim: int, dim: int, heads: int, scaling: float = 1.0
     ) -> None:
