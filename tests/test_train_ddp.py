@@ -1,4 +1,5 @@
-"""DDP: 2 gloo processes on half-batches reach the parameters of 1 process on whole batches."""
+"""DDP: 2 gloo processes on half-batches reach the parameters (and count the audio) of 1
+process on whole batches."""
 
 from __future__ import annotations
 
@@ -35,13 +36,16 @@ def _joined(a: Batch, b: Batch) -> Batch:
     )
 
 
-def _run(model: torch.nn.Module, params: list[torch.nn.Parameter], batches: list[Batch]) -> None:
+def _run(model: torch.nn.Module, params: list[torch.nn.Parameter], batches: list[Batch]) -> float:
+    """Trains on `batches`; returns the audio seconds the loop counted (all ranks)."""
     # Plain SGD: Adam divides by sqrt(v), which turns float noise in near-zero gradients into
     # full-size steps, so it cannot show that the *gradients* agree to 1e-6.
     optimizer = torch.optim.SGD(params, lr=0.5)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     opt = Optimisation(optimizer, scheduler, None, None, 1.0, 1, 0.01)
-    train_one_epoch(model, batches, opt, Progress(), device="cpu")
+    progress = Progress()
+    train_one_epoch(model, batches, opt, progress, device="cpu")
+    return progress.audio_seconds
 
 
 def _worker(rank: int, port: int, out: str) -> None:
@@ -50,9 +54,9 @@ def _worker(rank: int, port: int, out: str) -> None:
     try:
         model = tiny_model("location", seed=0)
         ddp = wrap(model, DistInfo(rank=rank, world_size=2), "cpu")
-        _run(ddp, list(model.parameters()), [_halves(s)[rank] for s in range(STEPS)])
+        audio = _run(ddp, list(model.parameters()), [_halves(s)[rank] for s in range(STEPS)])
         if rank == 0:
-            torch.save(model.state_dict(), out)
+            torch.save({"state": model.state_dict(), "audio_seconds": audio}, out)
     finally:
         dist.destroy_process_group()
 
@@ -68,8 +72,11 @@ def test_two_gloo_processes_match_one_process_on_the_combined_batch(tmp_path: Pa
     out = tmp_path / "ddp.pt"
     mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=2, join=True)
     model = tiny_model("location", seed=0)
-    _run(model, list(model.parameters()), [_joined(*_halves(s)) for s in range(STEPS)])
-    ddp_state = torch.load(out)
+    audio = _run(model, list(model.parameters()), [_joined(*_halves(s)) for s in range(STEPS)])
+    saved = torch.load(out)
+    ddp_state = saved["state"]
+    # throughput under DDP counts every rank's audio, not rank 0's half
+    assert saved["audio_seconds"] == pytest.approx(audio, rel=1e-9)
     moved = 0
     for key, value in model.state_dict().items():
         assert torch.allclose(value, ddp_state[key], atol=1e-6), key

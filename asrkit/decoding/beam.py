@@ -25,7 +25,6 @@ from torch import Tensor
 
 from asrkit.decoding.constraints import (
     NEG_INF,
-    attention_kind,
     attention_window,
     build_hypothesis,
     constrain,
@@ -104,7 +103,7 @@ def beam_search(
         The best finished hypothesis of each utterance, in input order.
     """
     k = opts.beam
-    window = attention_window(attention_kind(model), opts)
+    window = attention_window(model.attention_kind, opts)
     with eval_mode(model):
         enc, enc_lengths, mem = encode(model, feats, feat_lengths, encoded)
         batch = feats.shape[0]

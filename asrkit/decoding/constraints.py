@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from asrkit.decoding.options import DecodeOptions, Hypothesis
 from asrkit.io import UserError
-from asrkit.model.attention import MEMBERS, REGISTRY
+from asrkit.model.attention import MEMBERS
 from asrkit.model.speller import AttentionWindow
 from asrkit.tokenizer import BLANK_ID, EOS_ID, Tokenizer
 
@@ -64,11 +64,6 @@ def attention_window(kind: str, opts: DecodeOptions) -> AttentionWindow | None:
             f"({', '.join(MEMBERS['global'])}); this model uses {kind}"
         )
     return AttentionWindow(behind=opts.att_window_back, ahead=opts.att_window)
-
-
-def attention_kind(model: LAS) -> str:
-    """The registry name of the model's attention."""
-    return next(k for k, cls in REGISTRY.items() if type(model.speller.attention) is cls)
 
 
 def length_limits(enc_lengths: Tensor, opts: DecodeOptions) -> tuple[Tensor, Tensor]:

@@ -12,7 +12,6 @@ import torch
 from torch import Tensor
 
 from asrkit.decoding.constraints import (
-    attention_kind,
     attention_window,
     build_hypothesis,
     constrain,
@@ -59,7 +58,7 @@ def greedy_search(
         >>> len(hyps)
         3
     """
-    window = attention_window(attention_kind(model), opts)
+    window = attention_window(model.attention_kind, opts)
     with eval_mode(model):
         _, enc_lengths, mem = encode(model, feats, feat_lengths, encoded)
         batch = feats.shape[0]

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from asrkit.config import ConfigError, ExperimentConfig
-from asrkit.model.attention import build_attention
+from asrkit.model.attention import build_attention, resolve_kind
 from asrkit.model.attention.base import valid_mask
 from asrkit.model.encoders import SelfAttentionEncoder
 from asrkit.model.listener import PyramidalListener
@@ -140,6 +140,7 @@ class LAS(nn.Module):
 
     Attributes:
         subsampling: total time reduction; one encoder frame = subsampling * 10 ms.
+        attention_kind: the registry name of the attention (a family name resolved).
         speller: the decoder; `speller.attention` is the attention mechanism.
         ctc: Linear(H, V) on the listener output, None when `model.ctc_weight == 0`.
     """
@@ -155,6 +156,7 @@ class LAS(nn.Module):
         self.subsampling: int = self.listener.subsampling
         memory_dim = self.listener.output_dim
         sc = cfg.speller
+        self.attention_kind = resolve_kind(cfg.attention.kind)  # the registry name, e.g. "location"
         attention = build_attention(cfg.attention, sc.hidden, memory_dim)
         self.speller = Speller(
             vocab_size,

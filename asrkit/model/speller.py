@@ -256,11 +256,9 @@ class Speller(nn.Module):
             weights.append(att.weights)
             if sampling_prob > 0.0:
                 logits.append(self._project(outputs[-1]))
-            valid = steps_mask[:, i].to(log_prob_sum.dtype) if steps_mask is not None else 1.0
-            if att.log_prob is not None:
-                log_prob_sum = log_prob_sum + att.log_prob * valid
-            if att.entropy is not None:
-                entropy_sum = entropy_sum + att.entropy * valid
+            log_prob_sum, entropy_sum = _add_hard_terms(
+                log_prob_sum, entropy_sum, att, steps_mask, i
+            )
         if sampling_prob > 0.0:
             all_logits = torch.stack(logits, dim=1)
         else:
@@ -295,11 +293,9 @@ class Speller(nn.Module):
                 state = att.state
                 context_list.append(att.context)
                 weight_list.append(att.weights)
-                valid = steps_mask[:, i].to(log_prob_sum.dtype) if steps_mask is not None else 1.0
-                if att.log_prob is not None:
-                    log_prob_sum = log_prob_sum + att.log_prob * valid
-                if att.entropy is not None:
-                    entropy_sum = entropy_sum + att.entropy * valid
+                log_prob_sum, entropy_sum = _add_hard_terms(
+                    log_prob_sum, entropy_sum, att, steps_mask, i
+                )
             contexts, weights = torch.stack(context_list, dim=1), torch.stack(weight_list, dim=1)
         return SpellerOutput(
             logits=self._project(torch.cat([queries, contexts], dim=-1)),
@@ -324,3 +320,21 @@ class Speller(nn.Module):
             batch_first=True,
         )
         return queries
+
+
+def _add_hard_terms(
+    log_prob_sum: Tensor,
+    entropy_sum: Tensor,
+    att: AttentionOutput,
+    steps_mask: Tensor | None,
+    step: int,
+) -> tuple[Tensor, Tensor]:
+    """The (B,) hard-attention sums with step `step`'s log-probability and entropy added,
+    counted only where `steps_mask` (B, U+1) marks the step valid (all steps when None);
+    soft kinds return neither, so the sums stay as they are."""
+    valid = steps_mask[:, step].to(log_prob_sum.dtype) if steps_mask is not None else 1.0
+    if att.log_prob is not None:
+        log_prob_sum = log_prob_sum + att.log_prob * valid
+    if att.entropy is not None:
+        entropy_sum = entropy_sum + att.entropy * valid
+    return log_prob_sum, entropy_sum

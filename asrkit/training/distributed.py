@@ -76,6 +76,16 @@ def any_rank(flag: bool, info: DistInfo, device: str = "cpu") -> bool:
     return bool(value.item() > 0)
 
 
+def sum_over_ranks(value: float, device: str = "cpu") -> float:
+    """`value` summed over every rank of the process group (itself when not distributed).
+    Every rank must call it at the same point, like any collective."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    total = torch.tensor([value], dtype=torch.float64, device=device)  # NCCL: a GPU tensor
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return float(total.item())
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

@@ -18,6 +18,7 @@ from torchaudio.functional import edit_distance
 
 from asrkit.model.las import LAS, Batch
 from asrkit.tokenizer import Tokenizer
+from asrkit.training.distributed import sum_over_ranks
 
 AVERAGED = ("loss", "att_loss", "ctc_loss", "acc")  # token-weighted averages over an epoch
 
@@ -30,7 +31,8 @@ class Progress:
         epoch: 0-based epoch in progress.
         batch: batches of this epoch already consumed by optimizer steps (resume skips them).
         step: optimizer steps since the start of the run.
-        audio_seconds: training audio seen, and `train_seconds` the wall time spent on it.
+        audio_seconds: training audio seen by all ranks together, and `train_seconds` the
+            wall time spent on it.
         totals: token-weighted sums of this epoch's stats (`tokens`, `frames` and AVERAGED).
     """
 
@@ -79,6 +81,7 @@ def train_one_epoch(
     """
     model.train()
     pending = 0  # micro-batches whose gradients are accumulated but not yet applied
+    step_audio = 0.0  # seconds of audio in those micro-batches (this rank)
     started = time.perf_counter()
     for batch in batches:
         batch = batch.to(device)
@@ -96,10 +99,13 @@ def train_one_epoch(
             scaled = loss / opt.accum_steps
             (opt.scaler.scale(scaled) if opt.scaler else scaled).backward()
         _accumulate(progress.totals, stats)
-        progress.audio_seconds += float(batch.feat_lengths.sum()) * opt.frame_shift
+        step_audio += float(batch.feat_lengths.sum()) * opt.frame_shift
         pending += 1
         if pending == opt.accum_steps:
             stats["lr"] = _apply_step(model, opt)
+            # the audio of every rank, so throughput under DDP is the whole job's
+            progress.audio_seconds += sum_over_ranks(step_audio, device)
+            step_audio = 0.0
             progress.step += 1
             progress.batch += pending
             pending = 0
@@ -110,6 +116,7 @@ def train_one_epoch(
                 return False
     if pending:  # the epoch's tail: a smaller accumulated step rather than dropped gradients
         _apply_step(model, opt)
+        progress.audio_seconds += sum_over_ranks(step_audio, device)
         progress.step += 1
         progress.batch += pending
         progress.train_seconds += time.perf_counter() - started
