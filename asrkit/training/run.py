@@ -69,7 +69,8 @@ class TrainResult:
         audio_seconds_per_second: training throughput (audio seconds per wall second).
         stop_reason: "done", "early-stop", "budget" or "interrupted".
         train_minutes: wall time of the training steps (validation excluded).
-        threads: torch CPU threads of the run (what the throughput was measured with).
+        threads: torch CPU threads of the run, over all its processes under DDP (what the
+            throughput was measured with).
     """
 
     exp_dir: Path
@@ -233,7 +234,7 @@ def _finish(
         audio_seconds_per_second=speed,
         stop_reason=reason,
         train_minutes=progress.train_seconds / 60.0,
-        threads=torch.get_num_threads(),
+        threads=torch.get_num_threads() * ctx.info.world_size,
     )
     if ctx.info.is_main:
         summary = {k: str(v) if isinstance(v, Path) else v for k, v in result.__dict__.items()}
