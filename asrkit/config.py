@@ -63,6 +63,12 @@ class AttentionConfig:
     # its place after visiting a frame that attracts mass (e.g. the last frame)
     cumulative: bool = False
     window: int = 8  # local only: half width D of the window, in encoder frames
+    # local-m only: frames before the centre (D_l, spec §3.1's asymmetric window); None = window.
+    # The centre is the previous token's position, so the next token lies ahead of it
+    window_back: int | None = None
+    # local only: window score, "general" (projected bilinear, Luong's best) or "concat"
+    # (Bahdanau's additive w^T tanh(W q + V h + b))
+    score: str = "general"
     renormalize: bool = False  # local-p only: renormalise after the Gaussian factor
     chunk: int = 2  # mocha only: chunk width w
     r_init: float = -4.0  # monotonic/mocha: energy offset r, negative so early alignment spreads

@@ -99,12 +99,17 @@ def test_bad_options_are_config_errors() -> None:
         build_attention(AttentionConfig(kind="multihead", dim=10, heads=4), 4, 4)
     with pytest.raises(ConfigError, match="window"):
         build_attention(AttentionConfig(kind="local-p", window=0), 4, 4)
+    with pytest.raises(ConfigError, match="window_back"):
+        build_attention(AttentionConfig(kind="local-p", window=4, window_back=1), 4, 4)
+    with pytest.raises(ConfigError, match="window_back"):
+        build_attention(AttentionConfig(kind="local-m", window=4, window_back=-1), 4, 4)
 
 
-@pytest.mark.parametrize("window", [0, 1, 3])
-def test_local_m_window_support_and_monotone_centre(window: int) -> None:
-    """L1/L7: weights are exactly 0 outside [c - D, c + D] and padding; c never decreases."""
-    att = LocalMAttention(4, D, dim=8, window=window)
+@pytest.mark.parametrize(("back", "ahead"), [(0, 0), (1, 1), (3, 3), (0, 4), (1, 6), (5, 2)])
+def test_local_m_window_support_and_monotone_centre(back: int, ahead: int) -> None:
+    """L1/L7: weights are exactly 0 outside [c - D_l, c + D] and padding; the window reaches
+    both ends (some mass lands on c - D_l and on c + D); c never decreases."""
+    att = LocalMAttention(4, D, dim=8, window=ahead, window_back=back)
     lengths = torch.tensor([20, 6, 1])
     mem = att.prepare(torch.randn(3, 20, D), lengths)
     state = att.initial_state(mem)
@@ -112,8 +117,13 @@ def test_local_m_window_support_and_monotone_centre(window: int) -> None:
     for query in torch.randn(10, 3, 4):
         centre = state["centre"]
         out = att.step(5 * query, mem, state, "train")
-        outside = ((frames - centre.unsqueeze(1)).abs() > window) | (frames >= lengths.unsqueeze(1))
+        offset = frames - centre.unsqueeze(1)
+        outside = (offset < -back) | (offset > ahead) | (frames >= lengths.unsqueeze(1))
         assert (out.weights[outside] == 0).all()
+        for edge in (-back, ahead):  # first row: 20 valid frames, the edge is inside unless < 0
+            frame = int(centre[0]) + edge
+            if 0 <= frame < 20:
+                assert out.weights[0, frame] > 0
         torch.testing.assert_close(out.weights.sum(1), torch.ones(3), atol=1e-6, rtol=0)
         assert (out.state["centre"] >= centre).all()
         assert (out.state["centre"] < lengths).all()
@@ -138,6 +148,35 @@ def test_local_m_with_wide_window_equals_dot() -> None:
     assert_same_outputs(
         steps(local, memory, lengths, queries), steps(dot, memory, lengths, queries)
     )
+
+
+@pytest.mark.parametrize("kind", [LocalMAttention, LocalPAttention])
+def test_local_concat_score_is_additive_inside_the_window(kind: type) -> None:
+    """§3.2 score = concat: window energies are Bahdanau's w^T tanh(W q + V h + b), so
+    local-m over a window covering every frame is `AdditiveAttention`; local-p's window softmax
+    (its Gaussian divided out) is the additive softmax restricted to the window."""
+    local = kind(4, D, dim=8, window=12, score="concat")
+    additive = AdditiveAttention(4, D, dim=8)
+    with torch.no_grad():
+        additive.query_proj.weight.copy_(local.query_proj.weight)
+        additive.key_proj.weight.copy_(local.key_proj.weight)
+        additive.key_proj.bias.copy_(local.concat_bias)
+        additive.score.weight.copy_(local.concat_score.weight)
+    memory, lengths, queries = torch.randn(2, 10, D), torch.tensor([10, 3]), torch.randn(4, 2, 4)
+    mem = local.prepare(memory, lengths)
+    centre = torch.tensor([0, 0]) if kind is LocalMAttention else torch.tensor([5, 1])
+    for query in queries:
+        window, _, _ = local.window_softmax(query, mem, centre)  # covers [0, 10) either way
+        full = additive.step(query, additive.prepare(memory, lengths), {}, "eval").weights
+        offset = 12 - centre  # frame j sits at window column j + D_l - centre
+        picked = torch.stack([window[b, offset[b] : offset[b] + 10] for b in range(2)])
+        torch.testing.assert_close(picked, full, atol=1e-6, rtol=0)
+    if kind is LocalMAttention:
+        assert_same_outputs(
+            steps(local, memory, lengths, queries), steps(additive, memory, lengths, queries)
+        )
+    with pytest.raises(ConfigError, match="score"):
+        kind(4, D, dim=8, window=2, score="bilinear")
 
 
 def test_local_p_uses_valid_length_and_gaussian() -> None:

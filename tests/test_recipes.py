@@ -74,7 +74,7 @@ def test_results_table_is_generated_from_reports(tmp_path: Path) -> None:
     report_dir.mkdir(parents=True)
     report = {"wer": 0.031, "cer": 0.012, "ser": 0.1, "num_utterances": 200, "num_words": 800}
     (report_dir / "report.json").write_text(
-        json.dumps({**report, "rtf": 0.05, "decode": {"beam": 4}})
+        json.dumps({**report, "rtf": 0.05, "decode": {"beam": 4, "ctc_weight": 0.3}})
     )
     trained = {"epochs": 23, "train_minutes": 9.96, "threads": 1, "audio_seconds_per_second": 160.4}
     (report_dir.parents[1] / "train_result.json").write_text(json.dumps(trained))
@@ -88,8 +88,8 @@ def test_results_table_is_generated_from_reports(tmp_path: Path) -> None:
     cmd = [sys.executable, str(script), "--out", str(out), str(tmp_path / "exp")]
     subprocess.run(cmd, check=True, capture_output=True)
     assert (
-        "| digits_global | local | bpe (5) | 0.5 | test | 4 | 3.10 | 1.20 | 10.0 | 200 | 800 | 23 "
-        "| 10.0 | 1 | 160 | 0.050 |" in out.read_text()
+        "| digits_global | local | bpe (5) | 0.5 | test | 4 | 0.3 | 3.10 | 1.20 | 10.0 | 200 | 800 "
+        "| 23 | 10.0 | 1 | 160 | 0.050 |" in out.read_text()
     )
 
 

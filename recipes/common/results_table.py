@@ -35,7 +35,7 @@ def _row(path: Path) -> str:
     kind = cfg.attention.kind if cfg else "?"
     guide = "?" if cfg is None else cfg.train.guide_weight or "-"
     trained = json.loads(result.read_text()) if result.is_file() else {}
-    beam = report.get("decode", {}).get("beam", "?")
+    decode = report.get("decode", {})
     rtf = "-" if report.get("rtf") is None else f"{report['rtf']:.3f}"
     cells = [
         exp.name,
@@ -43,7 +43,8 @@ def _row(path: Path) -> str:
         _units(exp),
         guide,
         test_set,
-        beam,
+        decode.get("beam", "?"),
+        decode.get("ctc_weight", "?"),
         f"{100 * report['wer']:.2f}",
         f"{100 * report['cer']:.2f}",
         f"{100 * report['ser']:.1f}",
@@ -96,13 +97,14 @@ def main() -> None:
         f"Machine: {machine()}",
         "",
         "Columns: units = output units (vocabulary size), guide = guided-attention weight at "
-        "the start of training (- = none), beam (1 = greedy), epochs and minutes of training "
+        "the start of training (- = none), beam (1 = greedy), CTC = weight of the CTC prefix score "
+        "in the search (0 = attention alone), epochs and minutes of training "
         "(validation excluded), the CPU threads it ran with, its throughput in audio seconds "
         "per second, and the decoding real-time factor.",
         "",
-        "| experiment | attention | units | guide | test set | beam | WER % | CER % | SER % | utts "
-        "| words | epochs | train min | threads | audio s/s | RTF |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| experiment | attention | units | guide | test set | beam | CTC | WER % | CER % | SER % "
+        "| utts | words | epochs | train min | threads | audio s/s | RTF |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     atomic_write_text(args.out, "\n".join([*header, *table]) + "\n")
     print(f"wrote {args.out} ({len(table)} rows)")

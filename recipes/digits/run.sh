@@ -44,11 +44,12 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
 fi
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   for attention in $attentions; do
-    # The config's beam (decode.beam) and greedy search, both on the unseen test speaker.
+    # The config's search (decode.beam, decode.ctc_weight) and greedy search on the attention
+    # alone, both on the unseen test speaker.
     attnasr evaluate --model "$exp_root/$attention" --manifest "$data/test.jsonl" \
       --out "$exp_root/$attention/eval/test"
     attnasr evaluate --model "$exp_root/$attention" --manifest "$data/test.jsonl" --beam 1 \
-      --out "$exp_root/$attention/eval/test_greedy"
+      --ctc-weight 0 --out "$exp_root/$attention/eval/test_greedy"
   done
 fi
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then

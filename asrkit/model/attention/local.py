@@ -1,12 +1,15 @@
 """Local attention: a softmax restricted to a window of 2D+1 frames (Luong et al. 2015, §3.2).
 
 Both kinds score with the projected bilinear ("general") score of `DotAttention`, Luong's best
-local scorer, and only ever touch the window: keys and values are *gathered* at 2D+1 clamped
+local scorer, or with Bahdanau's additive ("concat") score (`score`, spec §3.2), and only ever
+touch the window: keys and values are *gathered* at 2D+1 clamped
 indices, so a step costs O(D * d) whatever T is. Positions outside [0, L_b) are masked before
 the softmax (clamping alone would score duplicated edge frames, spec P12).
 
 - `local-m` (speech variant, spec §3.1): the centre is the rounded expectation of the previous
   alignment, never moving backwards (`p_i = max(round(sum_j j alpha_{i-1,j}), p_{i-1})`, p_0 = 0).
+  The window may be asymmetric, `[p_i - D_l, p_i + D]` (`window_back` = D_l): the centre sits on
+  the previous token, so the next one lies ahead of it.
 - `local-p` (Luong's predictive form, spec §3.2): `p_i = (S_b - 1) sigmoid(v_p^T tanh(W_p q_i))`
   with the per-item valid length S_b, times a Gaussian `exp(-(j - p_i)^2 / (2 sigma^2))`,
   sigma = D / 2. The weights then sum to less than 1 unless `renormalize`.
@@ -34,17 +37,47 @@ from asrkit.model.attention.dot import DotAttention
 
 
 class _WindowAttention(DotAttention):
-    """Shared window machinery: softmax of dot energies over [centre - D, centre + D]."""
+    """Shared window machinery: softmax of dot energies over [centre - D_l, centre + D]."""
 
     stateless = False  # local-m centres on the previous step; both read through gradient sinks
 
     def __init__(
-        self, query_dim: int, memory_dim: int, dim: int, window: int, scaling: float = 1.0
+        self,
+        query_dim: int,
+        memory_dim: int,
+        dim: int,
+        window: int,
+        scaling: float = 1.0,
+        window_back: int | None = None,
+        score: str = "general",
     ) -> None:
         super().__init__(query_dim, memory_dim, dim, scaling)
-        if window < 0:
-            raise ConfigError(f"attention.window must be >= 0, got {window}")
-        self.window = window
+        back = window if window_back is None else window_back
+        if window < 0 or back < 0:
+            raise ConfigError(
+                f"attention.window and attention.window_back must be >= 0, got {window}, {back}"
+            )
+        if score not in ("general", "concat"):
+            raise ConfigError(f"attention.score must be general or concat, got {score!r}")
+        self.window = window  # D: frames after the centre
+        self.window_back = back  # D_l: frames before the centre
+        self.concat = score == "concat"
+        if self.concat:
+            # w^T tanh(W q + V h + b) on the window's keys V h (additive.py, over W frames only);
+            # no 1/sqrt(d) here: the tanh already bounds the energies.
+            self.concat_bias = nn.Parameter(torch.zeros(dim))  # b
+            self.concat_score = nn.Linear(dim, 1, bias=False)  # w
+            self.scaling = scaling
+
+    def window_energies(self, query: Tensor, keys: Tensor) -> Tensor:
+        """query (R, query_dim), window keys (R, W, d) -> unscaled energies (R, W), float32."""
+        if not self.concat:
+            return self.energies(query, keys)
+        with no_autocast(query.device):
+            dtype = energy_dtype(keys)
+            projected = self.query_proj(query.to(dtype)) + self.concat_bias  # (R, d)
+            hidden = torch.tanh(keys.to(dtype) + projected.unsqueeze(1))  # (R, W, d)
+            return self.concat_score(hidden).squeeze(-1)
 
     def prepare(self, memory: Tensor, lengths: Tensor) -> AttendMemory:
         # Every step reads a window of keys and values: their gradients collect in one buffer
@@ -63,14 +96,14 @@ class _WindowAttention(DotAttention):
 
         Returns:
             weights (B, W) (0 outside [0, L_b)), frame indices (B, W) long (unclamped) and the
-            clamped indices (B, W) safe to gather with; W = 2D + 1.
+            clamped indices (B, W) safe to gather with; W = D_l + D + 1.
         """
-        offsets = torch.arange(-self.window, self.window + 1, device=centre.device)
+        offsets = torch.arange(-self.window_back, self.window + 1, device=centre.device)
         index = centre.unsqueeze(1) + offsets  # (B, W)
         inside = (index >= 0) & (index < mem.lengths.unsqueeze(1))
         safe = index.clamp(0, mem.values.shape[1] - 1)
         keys = gather_frames(mem.keys["keys"], safe, mem.sinks.get("keys"))  # (B, W, d)
-        energies = self.energies(query, keys)  # (B, W)
+        energies = self.window_energies(query, keys)  # (B, W)
         return masked_softmax(energies, inside, self.scaling), index, safe
 
     def window_output(
@@ -89,8 +122,10 @@ class LocalMAttention(_WindowAttention):
         query_dim: decoder query size.
         memory_dim: encoder output size.
         dim: projection size d of the score.
-        window: half width D (in encoder frames).
+        window: frames D after the centre (in encoder frames).
         scaling: softmax sharpening beta.
+        window_back: frames D_l before the centre; None = D (symmetric, Luong's window).
+        score: "general" (projected bilinear) or "concat" (additive) window scores.
 
     Example:
         >>> att = LocalMAttention(query_dim=4, memory_dim=6, dim=8, window=1)
@@ -102,7 +137,9 @@ class LocalMAttention(_WindowAttention):
 
     @classmethod
     def from_config(cls, cfg: AttentionConfig, query_dim: int, memory_dim: int) -> LocalMAttention:
-        return cls(query_dim, memory_dim, cfg.dim, cfg.window, cfg.scaling)
+        return cls(
+            query_dim, memory_dim, cfg.dim, cfg.window, cfg.scaling, cfg.window_back, cfg.score
+        )
 
     def initial_state(self, mem: AttendMemory) -> State:
         """{"centre": (B,) long, the window centre of the next step; starts at frame 0}."""
@@ -129,6 +166,7 @@ class LocalPAttention(_WindowAttention):
         window: half width D (>= 1); sigma = D / 2.
         renormalize: divide by the sum after the Gaussian factor so rows sum to 1.
         scaling: softmax sharpening beta.
+        score: "general" (projected bilinear) or "concat" (additive) window scores.
     """
 
     def __init__(
@@ -139,10 +177,11 @@ class LocalPAttention(_WindowAttention):
         window: int,
         renormalize: bool = False,
         scaling: float = 1.0,
+        score: str = "general",
     ) -> None:
         if window < 1:
             raise ConfigError(f"attention.window must be >= 1 for local-p, got {window}")
-        super().__init__(query_dim, memory_dim, dim, window, scaling)
+        super().__init__(query_dim, memory_dim, dim, window, scaling, score=score)
         self.position_hidden = nn.Linear(query_dim, dim, bias=False)  # W_p
         self.position_score = nn.Linear(dim, 1, bias=False)  # v_p
         self.renormalize = renormalize
@@ -150,7 +189,12 @@ class LocalPAttention(_WindowAttention):
 
     @classmethod
     def from_config(cls, cfg: AttentionConfig, query_dim: int, memory_dim: int) -> LocalPAttention:
-        return cls(query_dim, memory_dim, cfg.dim, cfg.window, cfg.renormalize, cfg.scaling)
+        if cfg.window_back is not None:
+            # The Gaussian is centred on p: a lopsided window would cut one of its sides.
+            raise ConfigError("attention.window_back is for local-m only; local-p is symmetric")
+        return cls(
+            query_dim, memory_dim, cfg.dim, cfg.window, cfg.renormalize, cfg.scaling, cfg.score
+        )
 
     def position(self, query: Tensor, lengths: Tensor) -> Tensor:
         """Predicted centre p (B,) in [0, L_b - 1] (0-based), float32, differentiable."""
