@@ -2,9 +2,9 @@
 
 Both kinds score with the projected bilinear ("general") score of `DotAttention`, Luong's best
 local scorer, or with Bahdanau's additive ("concat") score (`score`, spec §3.2), and only ever
-touch the window: keys and values are *gathered* at 2D+1 clamped
-indices, so a step costs O(D * d) whatever T is. Positions outside [0, L_b) are masked before
-the softmax (clamping alone would score duplicated edge frames, spec P12).
+touch the window: keys and values are *gathered* at its clamped indices, so a step costs
+O(D * d) whatever T is. Positions outside [0, L_b) are masked before the softmax (clamping
+alone would score duplicated edge frames, spec P12).
 
 - `local-m` (speech variant, spec §3.1): the centre is the rounded expectation of the previous
   alignment, never moving backwards (`p_i = max(round(sum_j j alpha_{i-1,j}), p_{i-1})`, p_0 = 0).
@@ -37,7 +37,7 @@ from asrkit.model.attention.dot import DotAttention
 
 
 class _WindowAttention(DotAttention):
-    """Shared window machinery: softmax of dot energies over [centre - D_l, centre + D]."""
+    """Shared window machinery: softmax of window energies over [centre - D_l, centre + D]."""
 
     stateless = False  # local-m centres on the previous step; both read through gradient sinks
 
