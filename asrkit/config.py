@@ -200,6 +200,17 @@ class DataConfig:
     tokenizer: str = ""  # path to tokenizer.json
     cmvn: str = ""  # path to cmvn.json
     use_feature_store: bool = True  # read precomputed features when prepare wrote them
+    # Speed perturbation draws from a few factors, so the log-mel of each (utterance, factor)
+    # is computed once and kept, up to this many MB per training process (only with
+    # train.num_workers: 0; workers start afresh every epoch); 0 recomputes it every epoch.
+    # The features are the same either way.
+    perturbed_cache_mb: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.perturbed_cache_mb < 0:
+            raise ConfigError(
+                f"data.perturbed_cache_mb must be >= 0, got {self.perturbed_cache_mb}"
+            )
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,8 @@ def test_overrides_are_validated() -> None:
         apply_overrides(ExperimentConfig(), ["train=3"])
     with pytest.raises(ConfigError, match="not of the form"):
         apply_overrides(ExperimentConfig(), ["train.max_epochs"])
+    with pytest.raises(ConfigError, match=r"data\.perturbed_cache_mb must be >= 0"):
+        apply_overrides(ExperimentConfig(), ["data.perturbed_cache_mb=-1"])
     cfg = apply_overrides(ExperimentConfig(), ["attention.kind=monotonic", "train.max_epochs=2"])
     assert (cfg.attention.kind, cfg.train.max_epochs) == ("monotonic", 2)
     assert to_dict(cfg)["attention"]["kind"] == "monotonic"

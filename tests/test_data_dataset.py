@@ -47,6 +47,47 @@ def test_augmentation_depends_on_epoch_and_index_only(manifest: Path) -> None:
     assert not torch.equal(first, data[4].feats)
 
 
+def test_cached_speed_perturbed_features_equal_recomputed_ones(manifest: Path) -> None:
+    utts = read_manifest(manifest)
+    tok = CharTokenizer.train(u.text for u in utts)
+    specaug = SpecAugmentConfig(time_masks=1, speed_perturb=(0.9, 1.0, 1.1))
+    plain = SpeechDataset(utts, tok, FeaturesConfig(), specaug=specaug, seed=5)
+    cached = SpeechDataset(utts, tok, FeaturesConfig(), specaug=specaug, seed=5, cache_mb=64)
+    lengths = set()
+    for epoch in range(4):  # later epochs draw factors already in the cache
+        plain.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        for i in range(len(utts)):
+            expected = plain[i].feats
+            assert torch.equal(cached[i].feats, expected)
+            lengths.add((i, expected.shape[0]))
+    assert len(lengths) > len(utts)  # the factors did change durations
+    assert len(cached._cache) == len(lengths)
+    assert torch.equal(cached[0].feats, plain[0].feats)  # a cached item is not changed in place
+
+
+def test_the_feature_cache_stays_within_its_budget(manifest: Path) -> None:
+    utts = read_manifest(manifest)
+    tok = CharTokenizer.train(u.text for u in utts)
+    specaug = SpecAugmentConfig(speed_perturb=(0.9, 1.1))
+    unlimited = SpeechDataset(utts, tok, FeaturesConfig(), specaug=specaug, cache_mb=64)
+    for epoch in range(4):
+        unlimited.set_epoch(epoch)
+        for i in range(len(utts)):
+            unlimited[i]
+    everything = sum(t.numel() * 4 for t in unlimited._cache.values())
+    budget = everything // 2
+    data = SpeechDataset(utts, tok, FeaturesConfig(), specaug=specaug, cache_mb=budget / 2**20)
+    for epoch in range(4):
+        data.set_epoch(epoch)
+        unlimited.set_epoch(epoch)
+        for i in range(len(utts)):
+            assert torch.equal(data[i].feats, unlimited[i].feats)
+    held = sum(t.numel() * 4 for t in data._cache.values())
+    assert 0 < held <= budget
+    assert len(data._cache) < len(unlimited._cache)
+
+
 def test_collate_pads_with_zeros_and_blank(manifest: Path) -> None:
     data = _dataset(manifest)
     batch = collate([data[i] for i in range(4)])

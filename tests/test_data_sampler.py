@@ -62,6 +62,21 @@ def test_ranks_share_an_epoch_with_equal_step_counts(world: int) -> None:
     assert set(seen) == {tuple(b) for b in single}
 
 
+@pytest.mark.parametrize("world", [2, 4])
+def test_unpadded_evaluation_shards_score_every_batch_exactly_once(world: int) -> None:
+    single = list(FrameBatchSampler(LENGTHS, 1000, shuffle=False))
+    assert len(single) % world != 0  # else padding would add nothing and this test is empty
+    shards = []
+    for rank in range(world):
+        sampler = FrameBatchSampler(
+            LENGTHS, 1000, shuffle=False, rank=rank, world_size=world, pad=False
+        )
+        shards.append(list(sampler))
+        assert len(sampler) == len(shards[-1])
+    seen = sorted(tuple(b) for s in shards for b in s)
+    assert seen == sorted(tuple(b) for b in single)
+
+
 def test_sortagrad_epochs_run_shortest_first_then_shuffle() -> None:
     sampler = FrameBatchSampler(LENGTHS, 1500, seed=2, sortagrad=2)
     for epoch in (0, 1):

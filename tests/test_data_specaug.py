@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from asrkit.config import SpecAugmentConfig
-from asrkit.data.specaug import SpecAugment, freq_warp, speed_perturb, time_warp
+from asrkit.data.specaug import SpecAugment, draw_speed, freq_warp, speed_perturb, time_warp
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -47,11 +47,19 @@ def test_time_warp_keeps_the_length_and_the_ends() -> None:
 
 def test_speed_perturbation_changes_the_duration_by_the_factor() -> None:
     wave = torch.randn(16000)
-    faster = speed_perturb(wave, 16000, (1.1,), _gen())
-    slower = speed_perturb(wave, 16000, (0.9,), _gen())
+    faster = speed_perturb(wave, 16000, 1.1)
+    slower = speed_perturb(wave, 16000, 0.9)
     assert abs(faster.numel() - 16000 / 1.1) < 20
     assert abs(slower.numel() - 16000 / 0.9) < 20
-    assert speed_perturb(wave, 16000, (), _gen()) is wave
+    assert speed_perturb(wave, 16000, 1.0) is wave
+
+
+def test_speed_factors_are_drawn_uniformly_from_the_list() -> None:
+    generator = _gen(3)
+    draws = [draw_speed((0.9, 1.0, 1.1), generator) for _ in range(600)]
+    assert {d: draws.count(d) for d in draws}.keys() == {0.9, 1.0, 1.1}
+    assert all(150 < draws.count(d) < 250 for d in (0.9, 1.0, 1.1))
+    assert draw_speed((), generator) == 1.0
 
 
 def test_freq_warp_moves_a_formant_by_the_drawn_factor() -> None:

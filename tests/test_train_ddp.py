@@ -1,9 +1,10 @@
 """DDP: 2 gloo processes on half-batches reach the parameters (and count the audio) of 1
-process on whole batches."""
+process on whole batches, and score the dev set as 1 process does."""
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from asrkit.model.las import Batch
+from asrkit.decoding.greedy import greedy_search
+from asrkit.decoding.options import DecodeOptions
+from asrkit.model.las import LAS, Batch
 from asrkit.testing import dummy_batch, tiny_model
-from asrkit.training.distributed import DistInfo, wrap
-from asrkit.training.loop import Optimisation, Progress, train_one_epoch
+from asrkit.tokenizer import CharTokenizer
+from asrkit.training.distributed import DistInfo, sum_all, wrap
+from asrkit.training.loop import EvalResult, Optimisation, Progress, evaluate, train_one_epoch
 
 STEPS = 3
 HALF = 2  # utterances per rank and step
@@ -82,3 +86,45 @@ def test_two_gloo_processes_match_one_process_on_the_combined_batch(tmp_path: Pa
         assert torch.allclose(value, ddp_state[key], atol=1e-6), key
         moved += int(not torch.equal(value, tiny_model("location", seed=0).state_dict()[key]))
     assert moved > 0  # training did change the weights
+
+
+def _dev_batches(vocab_size: int) -> list[Batch]:
+    return [dummy_batch(3, vocab_size, seed=100 + i) for i in range(5)]
+
+
+def _evaluate(batches: list[Batch], reduce: Callable[[list[float]], list[float]]) -> EvalResult:
+    tokenizer = CharTokenizer.train(["ABC DEFG"])
+    model = tiny_model("location", vocab_size=tokenizer.vocab_size, seed=0)
+    opts = DecodeOptions(beam=1, max_len_ratio=1.0)
+
+    def decode(model: LAS, batch: Batch) -> list[str]:
+        hyps = greedy_search(model, batch.feats, batch.feat_lengths, opts, tokenizer)
+        return [h.text for h in hyps]
+
+    return evaluate(model, batches, tokenizer, decode, device="cpu", reduce=reduce)
+
+
+def _eval_worker(rank: int, port: int, out: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        vocab_size = CharTokenizer.train(["ABC DEFG"]).vocab_size
+        share = _dev_batches(vocab_size)[rank::2]  # 3 batches on rank 0, 2 on rank 1
+        result = _evaluate(share, lambda counts: sum_all(counts))
+        torch.save(result, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_ranks_scoring_halves_of_the_dev_set_report_the_whole_set(tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    mp.spawn(_eval_worker, args=(_free_port(), str(out)), nprocs=2, join=True)
+    vocab_size = CharTokenizer.train(["ABC DEFG"]).vocab_size
+    whole = _evaluate(_dev_batches(vocab_size), lambda counts: counts)
+    alone = _evaluate(_dev_batches(vocab_size)[0::2], lambda counts: counts)
+    assert alone != whole  # one rank's share alone scores differently
+    for rank in range(2):
+        shared = torch.load(f"{out}.{rank}", weights_only=False)
+        for name in ("loss", "acc", "cer", "wer"):
+            assert getattr(shared, name) == pytest.approx(getattr(whole, name), rel=1e-9), name

@@ -3,7 +3,9 @@
 Features come from the feature store written by `attnasr prepare` when it matches the
 config, otherwise they are computed on the fly (`load_audio` + `Fbank`, inside the data-loader
 workers). Augmentation draws from a generator seeded by `(seed, epoch, index)`, so an epoch is
-reproducible whatever the number of workers (see specaug.py).
+reproducible whatever the number of workers (see specaug.py). Speed perturbation picks one of a
+few factors, so the log-mel of each (utterance, factor) is kept in memory once computed, within
+a byte budget: after the first epochs its audio is no longer decoded and resampled.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from asrkit.config import FeaturesConfig, SpecAugmentConfig
 from asrkit.data.feature_store import FeatureStore
 from asrkit.data.manifest import Utterance, read_manifest
 from asrkit.data.speaker_cmn import shift_features
-from asrkit.data.specaug import SpecAugment, speed_perturb
+from asrkit.data.specaug import SpecAugment, draw_speed, speed_perturb
 from asrkit.features import Fbank, load_audio
 from asrkit.io import UserError
 from asrkit.tokenizer import Tokenizer
@@ -80,6 +82,9 @@ class SpeechDataset(torch.utils.data.Dataset):
         cmvn_mean: (n_mels,) the global mean: fill value of the masks, and where speaker
             shifts move each speaker's mean.
         seed: base seed of the augmentation.
+        cache_mb: memory for the log-mel of speed-perturbed audio, kept per (utterance,
+            factor) so that each is computed once (0 = recompute every time); the items are
+            the same either way.
 
     Attributes:
         speaker_shifts: per-speaker shifts (`speaker_cmn.speaker_shifts`, computed from
@@ -95,6 +100,7 @@ class SpeechDataset(torch.utils.data.Dataset):
         specaug: SpecAugmentConfig | None = None,
         cmvn_mean: Tensor | None = None,
         seed: int = 0,
+        cache_mb: float = 0.0,
     ) -> None:
         self.utts = utts
         self.tokens = [torch.tensor(tokenizer.encode(u.text), dtype=torch.long) for u in utts]
@@ -112,6 +118,8 @@ class SpeechDataset(torch.utils.data.Dataset):
         self.seed = seed
         self.epoch = 0
         self._fbank: Fbank | None = None
+        self._cache: dict[tuple[int, float], Tensor] = {}
+        self._cache_room = int(cache_mb * 2**20)  # bytes still free
 
     @property
     def frames(self) -> list[int]:
@@ -147,10 +155,18 @@ class SpeechDataset(torch.utils.data.Dataset):
         utt = self.utts[index]
         if self.store is not None:
             return self.store.get(utt.id).float()
+        factor = 1.0 if generator is None else draw_speed(self.speed_factors, generator)
+        cached = self._cache.get((index, factor))
+        if cached is not None:
+            return cached  # callers copy before changing it (shift_features, SpecAugment)
         if self._fbank is None:  # built lazily: one per worker process
             self._fbank = Fbank(self.features)
         wave = load_audio(utt.audio, self.features.sample_rate)
-        if generator is not None:
-            wave = speed_perturb(wave, self.features.sample_rate, self.speed_factors, generator)
+        wave = speed_perturb(wave, self.features.sample_rate, factor)
         with torch.no_grad():
-            return self._fbank(wave)
+            feats = self._fbank(wave)
+        size = feats.numel() * feats.element_size()
+        if size <= self._cache_room:
+            self._cache[(index, factor)] = feats
+            self._cache_room -= size
+        return feats

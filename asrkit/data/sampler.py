@@ -51,9 +51,10 @@ class FrameBatchSampler:
         seed: base of the per-epoch shuffle.
         shuffle: shuffle the batch order (training) or keep it length-sorted (evaluation).
         rank: this process's DDP rank.
-        world_size: number of DDP processes; each takes every `world_size`-th batch. The list is
-            padded with batches from its start so every rank runs the same number of steps
-            (DDP hangs if one rank finishes early).
+        world_size: number of DDP processes; each takes every `world_size`-th batch. With
+            `pad`, the list is padded with batches from its start so every rank runs the same
+            number of steps (DDP hangs if one rank finishes early); evaluation sets it False,
+            so every batch is scored exactly once.
         sortagrad: epochs (from 0) whose batches come shortest first instead of shuffled.
     """
 
@@ -66,6 +67,7 @@ class FrameBatchSampler:
         rank: int = 0,
         world_size: int = 1,
         sortagrad: int = 0,
+        pad: bool = True,
     ) -> None:
         if max_frames <= 0:
             raise ValueError(f"max_frames must be positive, got {max_frames}")
@@ -75,6 +77,7 @@ class FrameBatchSampler:
         self.rank = rank
         self.world_size = world_size
         self.sortagrad = sortagrad
+        self.pad = pad
         self.epoch = 0
         self.start = 0  # batches of this epoch already consumed (mid-epoch resume)
 
@@ -90,12 +93,15 @@ class FrameBatchSampler:
             generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
             perm = torch.randperm(len(batches), generator=generator).tolist()
             batches = [batches[i] for i in perm]
-        per_rank = -(-len(batches) // self.world_size)  # ceil
-        padded = batches + batches[: per_rank * self.world_size - len(batches)]
-        return padded[self.rank :: self.world_size]
+        if self.pad:
+            per_rank = -(-len(batches) // self.world_size)  # ceil
+            batches = batches + batches[: per_rank * self.world_size - len(batches)]
+        return batches[self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[list[int]]:
         yield from self.epoch_order()[self.start :]
 
     def __len__(self) -> int:
-        return max(0, -(-len(self.batches) // self.world_size) - self.start)
+        if self.pad:
+            return max(0, -(-len(self.batches) // self.world_size) - self.start)
+        return max(0, len(self.batches[self.rank :: self.world_size]) - self.start)

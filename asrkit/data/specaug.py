@@ -101,17 +101,19 @@ def freq_warp(feats: Tensor, max_warp: float, generator: torch.Generator) -> Ten
     return feats[:, low] * (1.0 - frac) + feats[:, high] * frac
 
 
-def speed_perturb(
-    wave: Tensor, sample_rate: int, factors: tuple[float, ...], generator: torch.Generator
-) -> Tensor:
-    """Play `wave` (N,) faster or slower by a factor drawn from `factors` (pitch moves too).
+def draw_speed(factors: tuple[float, ...], generator: torch.Generator) -> float:
+    """The speed factor of one utterance: uniform over `factors`, 1.0 when there are none."""
+    if not factors:
+        return 1.0
+    return factors[_randint(0, len(factors) - 1, generator)]
+
+
+def speed_perturb(wave: Tensor, sample_rate: int, factor: float) -> Tensor:
+    """Play `wave` (N,) faster (`factor` > 1) or slower by `factor` (pitch moves too).
 
     Resampling from `rate * factor` to `rate` keeps the sample rate and changes the duration
     to N / factor, which is Kaldi's `sox speed` perturbation.
     """
-    if not factors:
-        return wave
-    factor = factors[_randint(0, len(factors) - 1, generator)]
     if factor == 1.0 or wave.numel() == 0:
         return wave
     # resample() wants integer rates; 100 Hz granularity keeps the gcd (and the cost) small.

@@ -79,11 +79,16 @@ def any_rank(flag: bool, info: DistInfo, device: str = "cpu") -> bool:
 def sum_over_ranks(value: float, device: str = "cpu") -> float:
     """`value` summed over every rank of the process group (itself when not distributed).
     Every rank must call it at the same point, like any collective."""
+    return sum_all([value], device)[0]
+
+
+def sum_all(values: list[float], device: str = "cpu") -> list[float]:
+    """Each of `values` summed over every rank, in one all-reduce (as `sum_over_ranks`)."""
     if not (dist.is_available() and dist.is_initialized()):
-        return value
-    total = torch.tensor([value], dtype=torch.float64, device=device)  # NCCL: a GPU tensor
+        return values
+    total = torch.tensor(values, dtype=torch.float64, device=device)  # NCCL: a GPU tensor
     dist.all_reduce(total, op=dist.ReduceOp.SUM)
-    return float(total.item())
+    return total.tolist()
 
 
 def barrier(info: DistInfo) -> None:

@@ -68,17 +68,22 @@ def _ignore_sigint(worker_id: int) -> None:
 
 
 def make_loader(
-    dataset: SpeechDataset, cfg: ExperimentConfig, info: distributed.DistInfo, shuffle: bool
+    dataset: SpeechDataset, cfg: ExperimentConfig, info: distributed.DistInfo, training: bool
 ) -> tuple[torch.utils.data.DataLoader, FrameBatchSampler]:
-    """A loader over frame-capped batches; this rank's share when distributed."""
+    """A loader over frame-capped batches; this rank's share when distributed.
+
+    Training batches are shuffled and padded to the same count on every rank (DDP steps
+    together); evaluation batches are length-sorted and each is scored once, by one rank.
+    """
     sampler = FrameBatchSampler(
         dataset.frames,
         cfg.train.max_frames,
         cfg.train.seed,
-        shuffle,
-        info.rank,
-        info.world_size,
+        shuffle=training,
+        rank=info.rank,
+        world_size=info.world_size,
         sortagrad=cfg.train.sortagrad,
+        pad=training,
     )
     loader = torch.utils.data.DataLoader(
         dataset,
@@ -168,8 +173,8 @@ def end_of_epoch(
     `epoch-<n>-partial.pt` so the completed epoch of a resumed run does not replace it.
     """
     improved = False
+    result = _validate(ctx)  # every rank scores its share of the dev set
     if ctx.info.is_main:
-        result = _validate(ctx)
         scores = _plots(ctx, state, progress.epoch + 1)
         improved = record_if_best(state, result.wer, result.cer, result.loss)
         keeper.add_epoch(progress.epoch + 1, result.wer, result.cer, partial, result.loss)
@@ -201,7 +206,7 @@ def _validate(ctx: EpochContext) -> EvalResult:
         hyps = greedy_search(model, batch.feats, batch.feat_lengths, opts, tokenizer)
         return [h.text for h in hyps]
 
-    with Progress(console=console, transient=True) as bar:
+    with Progress(console=console, transient=True, disable=not ctx.info.is_main) as bar:
         task = bar.add_task("validating", total=len(ctx.dev_loader))
         return evaluate(
             ctx.model,
@@ -210,6 +215,7 @@ def _validate(ctx: EpochContext) -> EvalResult:
             decode,
             device=ctx.device,
             on_batch=lambda: bar.advance(task),
+            reduce=lambda counts: distributed.sum_all(counts, ctx.device),
         )
 
 

@@ -160,6 +160,8 @@ def load_data(
         cfg.specaug,
         mean,
         cfg.train.seed,
+        # data-loader workers start afresh every epoch, so only the main process can keep it
+        cfg.data.perturbed_cache_mb if cfg.train.num_workers == 0 else 0,
     )
     dev_set = SpeechDataset(dev_split.utterances, tokenizer, cfg.features, dev_store, None, mean)
     if cfg.model.speaker_cmn:

@@ -159,14 +159,13 @@ class EvalResult:
     """Dev-set results: token-weighted loss/accuracy (teacher forced) and greedy error rates.
 
     `cer` is over characters including spaces (as jiwer's cer), `wer` over words; both are
-    total edits / total reference length. `hyps` maps utterance id -> greedy text.
+    total edits / total reference length.
     """
 
     loss: float
     acc: float
     cer: float
     wer: float
-    hyps: dict[str, str]
 
 
 @torch.no_grad()
@@ -178,38 +177,39 @@ def evaluate(
     *,
     device: str,
     on_batch: Callable[[], None] = lambda: None,
+    reduce: Callable[[list[float]], list[float]] = lambda counts: counts,
 ) -> EvalResult:
     """Loss, token accuracy and greedy CER/WER of `model` (unwrapped LAS) on `batches`.
 
     Args:
         decode: batch -> hypothesis texts (greedy search, batched).
         on_batch: progress callback.
+        reduce: sums the counts over the ranks that scored the other shares of the dev set
+            (`distributed.sum_all`); the identity when one process scores all of it.
     """
     model.eval()
     totals: dict[str, float] = {}
-    hyps: dict[str, str] = {}
     errors = {"chars": 0, "char_edits": 0, "words": 0, "word_edits": 0}
     for batch in batches:
         batch = batch.to(device)
         _, stats = model(batch)
         _accumulate(totals, stats)
         texts = decode(model, batch)
-        rows = zip(
-            batch.ids, batch.tokens.tolist(), batch.token_lengths.tolist(), texts, strict=True
-        )
-        for utt_id, ref_ids, length, hyp in rows:
+        rows = zip(batch.tokens.tolist(), batch.token_lengths.tolist(), texts, strict=True)
+        for ref_ids, length, hyp in rows:
             ref = tokenizer.decode(ref_ids[:length])
-            hyps[utt_id] = hyp
             errors["chars"] += len(ref)
             errors["char_edits"] += edit_distance(list(ref), list(hyp))
             errors["words"] += len(ref.split())
             errors["word_edits"] += edit_distance(ref.split(), hyp.split())
         on_batch()
-    tokens = max(totals.get("tokens", 0.0), 1.0)
+    keys = ("tokens", "loss", "acc")
+    counts = reduce([totals.get(k, 0.0) for k in keys] + [float(v) for v in errors.values()])
+    summed = dict(zip([*keys, *errors], counts, strict=True))
+    tokens = max(summed["tokens"], 1.0)
     return EvalResult(
-        loss=totals.get("loss", 0.0) / tokens,
-        acc=totals.get("acc", 0.0) / tokens,
-        cer=errors["char_edits"] / max(errors["chars"], 1),
-        wer=errors["word_edits"] / max(errors["words"], 1),
-        hyps=hyps,
+        loss=summed["loss"] / tokens,
+        acc=summed["acc"] / tokens,
+        cer=summed["char_edits"] / max(summed["chars"], 1.0),
+        wer=summed["word_edits"] / max(summed["words"], 1.0),
     )

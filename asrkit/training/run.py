@@ -151,7 +151,7 @@ def _train(
     model.set_cmvn(torch.tensor(data.cmvn.mean), torch.tensor(data.cmvn.std))
     warn_if_too_short_for_ctc(cfg, data, model.subsampling)
     model.to(device)
-    train_loader, sampler = make_loader(data.train, cfg, info, shuffle=True)
+    train_loader, sampler = make_loader(data.train, cfg, info, training=True)
     opt = _optimisation(cfg, model, len(sampler.batches), info, device)
     longest = max(data.train.frames, default=0) * cfg.features.hop_ms / 1000.0
     keeper = CheckpointKeeper(exp_dir, model, cfg, data.tokenizer, cfg.train.keep_best, longest)
@@ -171,7 +171,7 @@ def _train(
         data=data,
         train_loader=train_loader,
         sampler=sampler,
-        dev_loader=make_loader(data.dev, cfg, distributed.DistInfo(), shuffle=False)[0],
+        dev_loader=make_loader(data.dev, cfg, info, training=False)[0],
         device=device,
         info=info,
     )

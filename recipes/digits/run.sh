@@ -15,6 +15,7 @@ max_minutes=10
 # max_frames / nproc frames, so the batch per optimizer step stays the configs' 3000 frames.
 nproc=2
 max_frames=3000
+seed=0                  # train.seed of every run (run-to-run spread: try --seed 1, 2, ...)
 stage=0
 stop_stage=4
 command="recipes/digits/run.sh $*"
@@ -39,7 +40,7 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   for attention in $attentions; do
     "${train[@]}" "recipes/digits/conf/$attention.yaml" --train "$data/train_fit.jsonl" \
       --valid "$data/dev.jsonl" --out "$exp_root/$attention" --max-minutes "$max_minutes" \
-      --set train.max_frames=$((max_frames / nproc))
+      --set train.max_frames=$((max_frames / nproc)) --set train.seed="$seed"
   done
 fi
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then

@@ -1,0 +1,78 @@
+"""Re-average a finished run's epoch checkpoints by several policies and score each average.
+
+The run must have kept its epoch checkpoints (`--set train.keep_best=30` keeps them all). A
+policy averages the best k epochs by dev WER (the order `train.keep_best` uses) or the last k;
+`--epochs` scores every single epoch from the 8th on instead. Each average is written to
+EXP/avg/<policy>.pt and scored with `attnasr evaluate` (the config's search); prints
+`policy manifest WER epochs`.
+
+Usage: python recipes/digits/local/average_epochs.py EXP_DIR [--manifest M ...] [--epochs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+from pathlib import Path
+
+import torch
+
+from asrkit.checkpoint import average_checkpoints, load_checkpoint
+from asrkit.io import read_jsonl
+from asrkit.training.checkpoints import dev_rank
+
+
+def kept_epochs(exp: Path) -> list[tuple[tuple[float, float, float], int, str]]:
+    """(dev rank, epoch, checkpoint name) of every dev row whose checkpoint is still on disk."""
+    kept = []
+    for row in read_jsonl(exp / "metrics.jsonl"):
+        if row.get("kind") != "dev":
+            continue
+        name = f"epoch-{row['epoch']}{'-partial' if row.get('partial') else ''}.pt"
+        if (exp / "checkpoints" / name).is_file():
+            kept.append((dev_rank(row["wer"], row["cer"], row["loss"]), row["epoch"], name))
+    return kept
+
+
+def policies(exp: Path, singles: bool) -> dict[str, list[str]]:
+    kept = kept_epochs(exp)
+    by_epoch = [name for _, _, name in sorted(kept, key=lambda c: c[1])]
+    if singles:
+        return {
+            f"epoch{epoch}": [name]
+            for _, epoch, name in sorted(kept, key=lambda c: c[1])
+            if epoch >= 8
+        }
+    best = [name for _, _, name in sorted(kept)]
+    chosen = {f"best{k}": best[:k] for k in (1, 3, 5, 8)}
+    chosen.update({f"last{k}": by_epoch[-k:] for k in (1, 5, 8)})
+    return chosen
+
+
+def score(model: Path, manifest: Path, out: Path) -> float:
+    command = ["attnasr", "evaluate", "--model", str(model), "--manifest", str(manifest)]
+    subprocess.run([*command, "--out", str(out), "--force"], check=True, capture_output=True)
+    return json.loads((out / "report.json").read_text())["wer"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("exp", type=Path)
+    parser.add_argument("--manifest", type=Path, action="append")
+    parser.add_argument("--epochs", action="store_true", help="score single epochs")
+    args = parser.parse_args()
+    manifests = args.manifest or [Path("data/digits/test.jsonl"), Path("data/digits/dev.jsonl")]
+    base = load_checkpoint(args.exp / "final.pt")  # config, tokenizer and CMVN of the run
+    (args.exp / "avg").mkdir(exist_ok=True)
+    for policy, names in policies(args.exp, args.epochs).items():
+        model = args.exp / "avg" / f"{policy}.pt"
+        state = average_checkpoints([args.exp / "checkpoints" / name for name in names])
+        torch.save({**base, "model": state}, model)
+        for manifest in manifests:
+            wer = score(model, manifest, args.exp / "avg" / f"{policy}_{manifest.stem}")
+            print(policy, manifest.stem, f"{100 * wer:.2f}", " ".join(names), flush=True)
+
+
+if __name__ == "__main__":
+    main()
