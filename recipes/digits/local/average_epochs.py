@@ -7,6 +7,7 @@ EXP/avg/<policy>.pt and scored with `attnasr evaluate` (the config's search); pr
 `policy manifest WER epochs`.
 
 Usage: python recipes/digits/local/average_epochs.py EXP_DIR [--manifest M ...] [--epochs]
+       [--force]   (replace an earlier EXP_DIR/avg)
 """
 
 from __future__ import annotations
@@ -61,10 +62,13 @@ def main() -> None:
     parser.add_argument("exp", type=Path)
     parser.add_argument("--manifest", type=Path, action="append")
     parser.add_argument("--epochs", action="store_true", help="score single epochs")
+    parser.add_argument("--force", action="store_true", help="replace an earlier EXP/avg")
     args = parser.parse_args()
+    if (args.exp / "avg").exists() and not args.force:
+        raise SystemExit(f"{args.exp / 'avg'}: already exists (use --force to replace it)")
     manifests = args.manifest or [Path("data/digits/test.jsonl"), Path("data/digits/dev.jsonl")]
     base = load_checkpoint(args.exp / "final.pt")  # config, tokenizer and CMVN of the run
-    (args.exp / "avg").mkdir(exist_ok=True)
+    (args.exp / "avg").mkdir(exist_ok=True)  # --force: files of the same names are replaced
     for policy, names in policies(args.exp, args.epochs).items():
         model = args.exp / "avg" / f"{policy}.pt"
         state = average_checkpoints([args.exp / "checkpoints" / name for name in names])
