@@ -88,12 +88,15 @@ def test_two_gloo_processes_match_one_process_on_the_combined_batch(tmp_path: Pa
     assert moved > 0  # training did change the weights
 
 
-def _dev_batches(vocab_size: int) -> list[Batch]:
-    return [dummy_batch(3, vocab_size, seed=100 + i) for i in range(5)]
+DEV_TOKENIZER = CharTokenizer.train(["ABC DEFG"])
+
+
+def _dev_batches() -> list[Batch]:
+    return [dummy_batch(3, DEV_TOKENIZER.vocab_size, seed=100 + i) for i in range(5)]
 
 
 def _evaluate(batches: list[Batch], reduce: Callable[[list[float]], list[float]]) -> EvalResult:
-    tokenizer = CharTokenizer.train(["ABC DEFG"])
+    tokenizer = DEV_TOKENIZER
     model = tiny_model("location", vocab_size=tokenizer.vocab_size, seed=0)
     opts = DecodeOptions(beam=1, max_len_ratio=1.0)
 
@@ -108,8 +111,7 @@ def _eval_worker(rank: int, port: int, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
-        vocab_size = CharTokenizer.train(["ABC DEFG"]).vocab_size
-        share = _dev_batches(vocab_size)[rank::2]  # 3 batches on rank 0, 2 on rank 1
+        share = _dev_batches()[rank::2]  # 3 batches on rank 0, 2 on rank 1
         result = _evaluate(share, lambda counts: sum_all(counts))
         torch.save(result, f"{out}.{rank}")
     finally:
@@ -120,9 +122,8 @@ def _eval_worker(rank: int, port: int, out: str) -> None:
 def test_two_ranks_scoring_halves_of_the_dev_set_report_the_whole_set(tmp_path: Path) -> None:
     out = tmp_path / "eval"
     mp.spawn(_eval_worker, args=(_free_port(), str(out)), nprocs=2, join=True)
-    vocab_size = CharTokenizer.train(["ABC DEFG"]).vocab_size
-    whole = _evaluate(_dev_batches(vocab_size), lambda counts: counts)
-    alone = _evaluate(_dev_batches(vocab_size)[0::2], lambda counts: counts)
+    whole = _evaluate(_dev_batches(), lambda counts: counts)
+    alone = _evaluate(_dev_batches()[0::2], lambda counts: counts)
     assert alone != whole  # one rank's share alone scores differently
     for rank in range(2):
         shared = torch.load(f"{out}.{rank}", weights_only=False)

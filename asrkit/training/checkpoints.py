@@ -25,6 +25,11 @@ from asrkit.io import UserError
 from asrkit.tokenizer import Tokenizer
 
 
+def epoch_checkpoint_name(epoch: int, partial: bool = False) -> str:
+    """File name under checkpoints/ of an epoch's weights (1-based `epoch`)."""
+    return f"epoch-{epoch}-partial.pt" if partial else f"epoch-{epoch}.pt"
+
+
 def dev_rank(wer: float, cer: float, loss: float) -> tuple[float, float, float]:
     """Sort key of an epoch's dev scores (lower is better), shared by the checkpoint keeper
     and early stopping.
@@ -113,7 +118,7 @@ class CheckpointKeeper:
         self, epoch: int, wer: float, cer: float, partial: bool = False, loss: float = 0.0
     ) -> bool:
         """Save the current weights as a candidate; returns True when it is among the best."""
-        name = f"epoch-{epoch}-partial.pt" if partial else f"epoch-{epoch}.pt"
+        name = epoch_checkpoint_name(epoch, partial)
         others = [c for c in self.best if c.name != name]
         ranked = sorted([*others, Candidate(name, wer, epoch, cer, loss)], key=lambda c: c.rank)
         keep = ranked[: self.keep_best]

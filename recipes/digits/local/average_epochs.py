@@ -3,8 +3,8 @@
 The run must have kept its epoch checkpoints (`--set train.keep_best=30` keeps them all). A
 policy averages the best k epochs by dev WER (the order `train.keep_best` uses) or the last k;
 `--epochs` scores every single epoch from the 8th on instead. Each average is written to
-EXP/avg/<policy>.pt and scored with `attnasr evaluate` (the config's search); prints
-`policy manifest WER epochs`.
+EXP/avg/<policy>.pt and scored with `asrkit.evaluate` (`attnasr evaluate`: the config's
+search); prints `policy manifest WER epochs`.
 
 Usage: python recipes/digits/local/average_epochs.py EXP_DIR [--manifest M ...] [--epochs]
        [--force]   (replace an earlier EXP_DIR/avg)
@@ -13,15 +13,14 @@ Usage: python recipes/digits/local/average_epochs.py EXP_DIR [--manifest M ...] 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 from pathlib import Path
 
 import torch
 
+import asrkit
 from asrkit.checkpoint import average_checkpoints, load_checkpoint
 from asrkit.io import read_jsonl
-from asrkit.training.checkpoints import dev_rank
+from asrkit.training.checkpoints import dev_rank, epoch_checkpoint_name
 
 
 def kept_epochs(exp: Path) -> list[tuple[tuple[float, float, float], int, str]]:
@@ -30,7 +29,7 @@ def kept_epochs(exp: Path) -> list[tuple[tuple[float, float, float], int, str]]:
     for row in read_jsonl(exp / "metrics.jsonl"):
         if row.get("kind") != "dev":
             continue
-        name = f"epoch-{row['epoch']}{'-partial' if row.get('partial') else ''}.pt"
+        name = epoch_checkpoint_name(row["epoch"], bool(row.get("partial")))
         if (exp / "checkpoints" / name).is_file():
             kept.append((dev_rank(row["wer"], row["cer"], row["loss"]), row["epoch"], name))
     return kept
@@ -38,23 +37,14 @@ def kept_epochs(exp: Path) -> list[tuple[tuple[float, float, float], int, str]]:
 
 def policies(exp: Path, singles: bool) -> dict[str, list[str]]:
     kept = kept_epochs(exp)
-    by_epoch = [name for _, _, name in sorted(kept, key=lambda c: c[1])]
+    by_epoch = sorted(kept, key=lambda c: c[1])
     if singles:
-        return {
-            f"epoch{epoch}": [name]
-            for _, epoch, name in sorted(kept, key=lambda c: c[1])
-            if epoch >= 8
-        }
+        return {f"epoch{epoch}": [name] for _, epoch, name in by_epoch if epoch >= 8}
     best = [name for _, _, name in sorted(kept)]
+    last = [name for _, _, name in by_epoch]
     chosen = {f"best{k}": best[:k] for k in (1, 3, 5, 8)}
-    chosen.update({f"last{k}": by_epoch[-k:] for k in (1, 5, 8)})
+    chosen.update({f"last{k}": last[-k:] for k in (1, 5, 8)})
     return chosen
-
-
-def score(model: Path, manifest: Path, out: Path) -> float:
-    command = ["attnasr", "evaluate", "--model", str(model), "--manifest", str(manifest)]
-    subprocess.run([*command, "--out", str(out), "--force"], check=True, capture_output=True)
-    return json.loads((out / "report.json").read_text())["wer"]
 
 
 def main() -> None:
@@ -74,7 +64,8 @@ def main() -> None:
         state = average_checkpoints([args.exp / "checkpoints" / name for name in names])
         torch.save({**base, "model": state}, model)
         for manifest in manifests:
-            wer = score(model, manifest, args.exp / "avg" / f"{policy}_{manifest.stem}")
+            out = args.exp / "avg" / f"{policy}_{manifest.stem}"
+            wer = asrkit.evaluate(model, manifest, out, force=True).summary()["wer"]
             print(policy, manifest.stem, f"{100 * wer:.2f}", " ".join(names), flush=True)
 
 
