@@ -69,6 +69,24 @@ def test_mini_split_holds_out_the_dev_speakers(tmp_path: Path) -> None:
     assert train == {"t1", "t2", "d3"} and held == {"d1", "d2"}
 
 
+def test_digits_split_and_leave_one_speaker_out_split(tmp_path: Path) -> None:
+    utts = [_utt(f"{spk}-{i}", spk) for spk in ("ann", "bob", "cy") for i in range(4)]
+    write_manifest(tmp_path / "train.jsonl", utts)
+    script = str(REPO / "recipes" / "digits" / "local" / "make_split.py")
+    run = [sys.executable, script, str(tmp_path), "--every", "2"]
+    subprocess.run(run, check=True, capture_output=True)
+    dev = [u.id for u in read_manifest(tmp_path / "dev.jsonl")]
+    assert dev == ["ann-1", "ann-3", "bob-1", "bob-3", "cy-1", "cy-3"]
+    loso = tmp_path / "loso"
+    subprocess.run([*run, "--hold-out", "bob", "--out", str(loso)], check=True, capture_output=True)
+    fit = [u.id for u in read_manifest(loso / "train_fit.jsonl")]
+    assert fit == ["ann-0", "ann-2", "cy-0", "cy-2"]
+    assert [u.id for u in read_manifest(loso / "dev.jsonl")] == ["ann-1", "ann-3", "cy-1", "cy-3"]
+    assert [u.speaker for u in read_manifest(loso / "heldout.jsonl")] == ["bob"] * 4
+    bad = subprocess.run([*run, "--hold-out", "dan"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "'dan' is not a speaker" in bad.stderr
+
+
 def test_results_table_is_generated_from_reports(tmp_path: Path) -> None:
     report_dir = tmp_path / "exp" / "digits_global" / "eval" / "test"
     report_dir.mkdir(parents=True)
