@@ -83,8 +83,13 @@ def test_digits_split_and_leave_one_speaker_out_split(tmp_path: Path) -> None:
     assert fit == ["ann-0", "ann-2", "cy-0", "cy-2"]
     assert [u.id for u in read_manifest(loso / "dev.jsonl")] == ["ann-1", "ann-3", "cy-1", "cy-3"]
     assert [u.speaker for u in read_manifest(loso / "heldout.jsonl")] == ["bob"] * 4
-    bad = subprocess.run([*run, "--hold-out", "dan"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [*run, "--hold-out", "dan", "--out", str(loso)], capture_output=True, text=True
+    )
     assert bad.returncode == 1 and "'dan' is not a speaker" in bad.stderr
+    no_out = subprocess.run([*run, "--hold-out", "bob"], capture_output=True, text=True)
+    assert no_out.returncode == 1 and "--hold-out needs --out" in no_out.stderr
+    assert [u.id for u in read_manifest(tmp_path / "dev.jsonl")] == dev  # the split is untouched
 
 
 def test_results_table_is_generated_from_reports(tmp_path: Path) -> None:

@@ -26,14 +26,19 @@ def main() -> None:
     parser.add_argument("data", type=Path, help="folder with train.jsonl from 'prepare fsdd'")
     parser.add_argument("--every", type=int, default=10, help="every N-th string goes to dev")
     parser.add_argument("--hold-out", help="a training speaker whose strings all go to heldout")
-    parser.add_argument("--out", type=Path, help="folder of the split (default: DATA_DIR)")
+    parser.add_argument(
+        "--out", type=Path, help="folder of the split (default: DATA_DIR; needed with --hold-out)"
+    )
     args = parser.parse_args()
     if args.every < 2:
         raise SystemExit(f"--every must be at least 2, got {args.every}")
+    if args.hold_out is not None and args.out is None:
+        # without a folder of its own, the held-out split would replace the recipe's split
+        raise SystemExit("--hold-out needs --out DIR (a folder other than the recipe's split)")
     out = args.out or args.data
-    utts = read_manifest(args.data / "train.jsonl")
+    source = args.data / "train.jsonl"
+    utts = read_manifest(source)
     if args.hold_out is not None and args.hold_out not in {utt.speaker for utt in utts}:
-        source = args.data / "train.jsonl"
         raise SystemExit(f"--hold-out {args.hold_out!r} is not a speaker of {source}")
     counts: dict[str, int] = {}
     fit, dev, heldout = [], [], []
