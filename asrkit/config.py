@@ -57,8 +57,9 @@ class AttentionConfig:
     dim: int = 256  # energy / projection size d_a
     scaling: float = 1.0  # softmax sharpening beta (soft families)
     heads: int = 4  # multihead only
-    channels: int = 10  # location only: conv channels over the previous alignment
-    kernel: int = 31  # location only: odd conv width over the previous alignment
+    # location, and local with score "location": conv channels over the previous alignment
+    channels: int = 10
+    kernel: int = 31  # the same: odd conv width over the previous alignment
     # location only: also convolve the cumulative alignment (coverage), so the attention keeps
     # its place after visiting a frame that attracts mass (e.g. the last frame)
     cumulative: bool = False
@@ -66,9 +67,13 @@ class AttentionConfig:
     # local-m only: frames before the centre (D_l, spec §3.1's asymmetric window); None = window.
     # The centre is the previous token's position, so the next token lies ahead of it
     window_back: int | None = None
-    # local only: window score, "general" (projected bilinear, Luong's best) or "concat"
-    # (Bahdanau's additive w^T tanh(W q + V h + b))
+    # local only: window score, "general" (projected bilinear, Luong's best), "concat"
+    # (Bahdanau's additive w^T tanh(W q + V h + b)) or "location" (concat plus the conv of the
+    # previous alignment, U (F * alpha_{i-1}), inside the tanh: Chorowski's location-aware score)
     score: str = "general"
+    # local-m only: the window centre is the rounded "expectation" or the "median" of the
+    # previous alignment (spec §3.1); the median ignores a stray second peak
+    centre: str = "expectation"
     renormalize: bool = False  # local-p only: renormalise after the Gaussian factor
     chunk: int = 2  # mocha only: chunk width w
     r_init: float = -4.0  # monotonic/mocha: energy offset r, negative so early alignment spreads

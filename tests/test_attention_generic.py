@@ -11,8 +11,15 @@ from asrkit.model.attention import FAMILIES, MEMBERS, REGISTRY, build_attention,
 from asrkit.model.attention.base import Attention, AttentionOutput, Mode, State
 
 QUERY_DIM, MEMORY_DIM = 6, 5
-KINDS = sorted(REGISTRY)
+# Options that change a kind's state or score get their own entries, "kind+variant".
+VARIANTS: dict[str, dict[str, object]] = {
+    "local-m+location": {"kind": "local-m", "score": "location"},
+    "local-p+location": {"kind": "local-p", "score": "location"},
+    "local-m+median": {"kind": "local-m", "centre": "median"},
+}
+KINDS = sorted(REGISTRY) + list(VARIANTS)
 SOFTMAX_KINDS = ["dot", "general", "additive", "location", "multihead", "local-m"]
+SOFTMAX_KINDS += ["local-m+location", "local-m+median"]
 # Stochastic hard attention samples in train mode, so it is deterministic in eval only.
 DETERMINISTIC_IN_TRAIN = [k for k in KINDS if k != "hard"]
 
@@ -20,9 +27,10 @@ DETERMINISTIC_IN_TRAIN = [k for k in KINDS if k != "hard"]
 def make(kind: str, **overrides: object) -> Attention:
     """A small instance; monotonic kinds get r = 0 so that some frames stop and some do not."""
     options = {"dim": 8, "heads": 2, "channels": 3, "kernel": 5, "window": 2, "chunk": 2}
-    options |= {"r_init": 0.0, "noise_std": 0.0, **overrides}
+    options |= {"r_init": 0.0, "noise_std": 0.0, "kind": kind, **VARIANTS.get(kind, {})}
+    options |= overrides
     torch.manual_seed(1)
-    return build_attention(AttentionConfig(kind=kind, **options), QUERY_DIM, MEMORY_DIM)
+    return build_attention(AttentionConfig(**options), QUERY_DIM, MEMORY_DIM)
 
 
 def padded_memory(lengths: list[int], garbage: float = 1e4) -> tuple[torch.Tensor, torch.Tensor]:
@@ -227,7 +235,7 @@ def test_reorder_state_matches_reordered_run(kind: str) -> None:
 def test_gradcheck_float64(kind: str) -> None:
     """G7: float64 gradcheck of contexts and weights over U = 3 train steps w.r.t. the frames
     and queries (local-p with D >= T so no window edge moves under the perturbation)."""
-    att = make(kind, window=8 if kind == "local-p" else 2).double()
+    att = make(kind, window=8 if kind.startswith("local-p") else 2).double()
     lengths = torch.tensor([7, 4])
     memory = torch.randn(2, 7, MEMORY_DIM, dtype=torch.float64, requires_grad=True)
     queries = torch.randn(3, 2, QUERY_DIM, dtype=torch.float64, requires_grad=True)

@@ -150,6 +150,54 @@ def test_local_m_with_wide_window_equals_dot() -> None:
     )
 
 
+def test_local_m_median_centre_ignores_a_stray_peak() -> None:
+    """§3.1 centre = median: the first frame where the cumulative weight reaches 1/2. With 0.6
+    on frame 2 and 0.4 on frame 9 the expectation (4.8 -> 5) lies between the peaks, the median
+    on the main one; both never move back, and a row without weight keeps its centre."""
+    weights = torch.zeros(3, 12)
+    weights[0, 2], weights[0, 9] = 0.6, 0.4
+    weights[1, 3], weights[1, 4] = 0.5, 0.5  # cumulative weight reaches 1/2 at frame 3
+    index = torch.arange(12).expand(3, 12)
+    centre = torch.tensor([0, 0, 7])
+    median = LocalMAttention(4, D, dim=8, window=4, centre="median")
+    mean = LocalMAttention(4, D, dim=8, window=4)
+    assert median.next_centre(weights, index, centre).tolist() == [2, 3, 7]
+    assert mean.next_centre(weights, index, centre).tolist() == [5, 4, 7]
+    assert median.next_centre(weights, index, torch.tensor([4, 4, 4])).tolist() == [4, 4, 4]
+    with pytest.raises(ConfigError, match="centre"):
+        build_attention(AttentionConfig(kind="local-m", window=4, centre="mode"), 4, 4)
+    with pytest.raises(ConfigError, match="local-m only"):
+        build_attention(AttentionConfig(kind="local-p", window=4, centre="median"), 4, 4)
+
+
+def test_local_location_score_is_location_attention_inside_the_window() -> None:
+    """score = location: inside a window covering every frame, local-m is `LocationAttention`
+    (same W, V, b, w, F, U) step after step from the same previous alignment, the conv of the
+    widened window reading zeros beyond the frames as the global conv's padding does."""
+    local = LocalMAttention(4, D, dim=8, window=12, window_back=12, score="location", kernel=5)
+    location = LocationAttention(4, D, dim=8, channels=10, kernel=5)
+    with torch.no_grad():
+        location.query_proj.weight.copy_(local.query_proj.weight)
+        location.key_proj.weight.copy_(local.key_proj.weight)
+        location.key_proj.bias.copy_(local.concat_bias)
+        location.score.weight.copy_(local.concat_score.weight)
+        location.conv.weight.copy_(local.conv.weight)
+        location.location_proj.weight.copy_(local.location_proj.weight)
+    memory, lengths, queries = torch.randn(2, 10, D), torch.tensor([10, 3]), torch.randn(4, 2, 4)
+    local_mem, global_mem = local.prepare(memory, lengths), location.prepare(memory, lengths)
+    global_state = location.initial_state(global_mem)
+    local_state = {**local.initial_state(local_mem), "prev": global_state["prev"]}
+    for query in queries:
+        want = location.step(query, global_mem, global_state, "eval")
+        got = local.step(query, local_mem, local_state, "eval")
+        assert_same_outputs([got], [want])
+        global_state, local_state = want.state, got.state
+    first = local.initial_state(local.prepare(memory, torch.tensor([10, 0])))["prev"]
+    assert first.tolist()[0] == [1.0] + [0.0] * 9 and not first[1].any()
+    with pytest.raises(ConfigError, match="kernel"):
+        LocalMAttention(4, D, dim=8, window=2, score="location", kernel=4)
+
+
 @pytest.mark.parametrize("kind", [LocalMAttention, LocalPAttention])
 def test_local_concat_score_is_additive_inside_the_window(kind: type) -> None:
     """§3.2 score = concat: window energies are Bahdanau's w^T tanh(W q + V h + b), so
@@ -238,13 +286,15 @@ def test_weighted_frames_equals_gather_and_bmm() -> None:
     assert float(got[0][1].abs().sum()) > 0  # rows 3-5 read (and feed back into) item 1
 
 
+@pytest.mark.parametrize("score", ["general", "location"])
 @pytest.mark.parametrize("kind", ["local-m", "local-p"])
-def test_gradient_sinks_equal_plain_window_reads(kind: str) -> None:
+def test_gradient_sinks_equal_plain_window_reads(kind: str, score: str) -> None:
     """Training reads windows through gradient sinks (one buffer per batch): the loss and the
     gradients of the encoder output, the parameters and the queries over several decoder steps
     equal those of plain window reads, with a padded item and clamped window edges."""
     torch.manual_seed(0)
-    att = build_attention(AttentionConfig(kind=kind, dim=6, window=2), 4, 5).double()
+    config = AttentionConfig(kind=kind, dim=6, window=2, score=score, kernel=3)
+    att = build_attention(config, 4, 5).double()
     memory = torch.randn(2, 9, 5, dtype=torch.float64, requires_grad=True)
     lengths = torch.tensor([9, 4])
     queries = torch.randn(4, 2, 4, dtype=torch.float64, requires_grad=True)

@@ -24,7 +24,8 @@ from asrkit.decoding.ctc_prefix import (
 from asrkit.decoding.timing import ctc_viterbi
 from asrkit.io import UserError
 from asrkit.model.attention import REGISTRY
-from asrkit.testing import dummy_batch, tiny_model
+from asrkit.model.las import LAS
+from asrkit.testing import dummy_batch, tiny_config, tiny_model
 from asrkit.tokenizer import BLANK_ID, EOS_ID, CharTokenizer
 
 KINDS = sorted(REGISTRY)
@@ -59,6 +60,25 @@ def test_beam_one_equals_greedy(kind: str) -> None:
     for g, b in zip(greedy, beam, strict=True):
         assert g.tokens == b.tokens
         assert g.score == pytest.approx(b.score, abs=1e-4)
+        assert torch.allclose(g.attention, b.attention)
+
+
+@pytest.mark.parametrize("option", [{"score": "location"}, {"centre": "median"}])
+def test_local_window_options_batched_beam_and_greedy(option: dict[str, str]) -> None:
+    """Local-m's location score (previous alignment in the state) and median centre: a
+    batched beam equals each utterance alone, and beam 1 equals greedy."""
+    torch.manual_seed(0)
+    cfg = tiny_config("local-m", **{f"attention__{k}": v for k, v in option.items()})
+    model, batch = LAS(cfg, 12), dummy_batch(batch_size=4)
+    opts = DecodeOptions(beam=3, ctc_weight=0.3, max_len_ratio=1.0)
+    for i, hyp in enumerate(beam_search(model, batch.feats, batch.feat_lengths, opts)):
+        alone = _single(model, batch, i, opts)
+        assert hyp.tokens == alone.tokens
+        assert torch.allclose(hyp.attention, alone.attention, atol=1e-5)
+    one = DecodeOptions(beam=1, max_len_ratio=1.0)
+    greedy = greedy_search(model, batch.feats, batch.feat_lengths, one)
+    for g, b in zip(greedy, beam_search(model, batch.feats, batch.feat_lengths, one), strict=True):
+        assert g.tokens == b.tokens
         assert torch.allclose(g.attention, b.attention)
 
 

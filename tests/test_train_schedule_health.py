@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from asrkit.config import OptimConfig, TrainConfig
+from asrkit.config import AttentionConfig, OptimConfig, TrainConfig
 from asrkit.io import UserError
 from asrkit.testing import tiny_config, tiny_model
 from asrkit.tokenizer import CharTokenizer
 from asrkit.training.checkpoints import CheckpointKeeper
 from asrkit.training.epoch import RunState, record_if_best
-from asrkit.training.health import alignment_health, is_aligned
+from asrkit.training.health import alignment_health, is_aligned, not_aligned_advice
 from asrkit.training.schedule import build_optimizer, guide_weight_at, lr_at, sampling_prob_at
 
 
@@ -82,6 +82,15 @@ def test_health_scores_tell_diagonal_from_stuck_and_uniform_attention() -> None:
     parked[7] = 0.0
     parked[7, 1] = 1.0  # back from the sink to frame 1, far behind frame 9
     assert alignment_health(parked)["monotonicity"] == pytest.approx(8 / 9)
+
+
+def test_not_aligned_advice_names_the_numbers_and_the_local_location_score() -> None:
+    health = {"diagonality": -0.37, "monotonicity": 1.0, "focus": 1.0}
+    advice = not_aligned_advice(health, 531, AttentionConfig(kind="local"))
+    assert "(local) has not aligned after 531 steps" in advice
+    assert "diagonality -0.37" in advice and "attention.score=location" in advice
+    for done in (AttentionConfig(kind="local-m", score="location"), AttentionConfig()):
+        assert "attention.score=location" not in not_aligned_advice(health, 531, done)
 
 
 def test_keeper_keeps_the_best_k_and_averages_them(tmp_path: Path) -> None:

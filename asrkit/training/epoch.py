@@ -290,5 +290,5 @@ def _report(ctx: EpochContext, state: RunState, row: dict[str, Any], step: int) 
         and not state.warned_alignment
     ):
         state.warned_alignment = True
-        advice = health.not_aligned_advice(row, step, ctx.cfg.attention.kind)
+        advice = health.not_aligned_advice(row, step, ctx.cfg.attention)
         console.print(f"[bold yellow]warning:[/] {advice}", highlight=False)

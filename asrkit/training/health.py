@@ -25,7 +25,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from asrkit.config import AttentionConfig
 from asrkit.io import atomic_open
+from asrkit.model.attention import MEMBERS
 from asrkit.scoring.health import ATTENDED_MASS, HealthThresholds, reading_positions
 
 ALIGNED_DIAGONALITY = 0.8  # below this (dev mean) attention is reported as not aligned
@@ -72,8 +74,16 @@ def is_aligned(health: dict[str, float]) -> bool:
     )
 
 
-def not_aligned_advice(health: dict[str, float], steps: int, kind: str) -> str:
+def not_aligned_advice(health: dict[str, float], steps: int, attention: AttentionConfig) -> str:
     """The plain-words warning printed when attention has not aligned after `steps`."""
+    kind, local = attention.kind, ""
+    if (kind == "local" or kind in MEMBERS["local"]) and attention.score != "location":
+        # The window's centre follows its own weights: parked on frame 0 (the backward LSTM's
+        # utterance summary) it never moves; location features read where it was and push on.
+        local = (
+            "For local attention: attention.score=location (the window then also reads the "
+            "previous alignment and moves on from it). "
+        )
     return (
         f"attention ({kind}) has not aligned after {steps} steps: the dev alignments are not "
         f"diagonal and focused (diagonality {health['diagonality']:.2f}, monotonicity "
@@ -82,8 +92,9 @@ def not_aligned_advice(health: dict[str, float], steps: int, kind: str) -> str:
         "from its own history instead of listening. Things to try: raise model.ctc_weight "
         "(e.g. 0.5), add guided attention (train.guide_weight=1), lower optim.lr or lengthen "
         "optim.warmup_steps, use attention kind "
-        "'location' or 'monotonic', or start with shorter utterances (train.max_utt_seconds)."
-    )
+        "'location' or 'monotonic', or start with shorter utterances (train.max_utt_seconds). "
+        f"{local}"
+    ).rstrip()
 
 
 def _figure(width: float, height: float) -> tuple[Any, Any]:
