@@ -2,12 +2,15 @@
 
 The run must have kept its epoch checkpoints (`--set train.keep_best=30` keeps them all). A
 policy averages the best k epochs by dev WER (the order `train.keep_best` uses) or the last k;
-`--epochs` scores every single epoch from the 8th on instead. Each average is written to
+`--epochs` scores every single epoch from the 8th on instead, and `--first N` (repeatable) the
+best 8 of the first N epochs only: what `train.max_epochs: N` would have averaged, since the
+digits configs' constant learning rate makes a run's first N epochs those of an N-epoch run.
+Each average is written to
 EXP/avg/<policy>.pt and scored with `asrkit.evaluate` (`attnasr evaluate`: the config's
 search); prints `policy manifest WER epochs`.
 
 Usage: python recipes/digits/local/average_epochs.py EXP_DIR [--manifest M ...] [--epochs]
-       [--force]   (replace an earlier EXP_DIR/avg)
+       [--first N ...] [--force]   (replace an earlier EXP_DIR/avg)
 """
 
 from __future__ import annotations
@@ -35,11 +38,20 @@ def kept_epochs(exp: Path) -> list[tuple[tuple[float, float, float], int, str]]:
     return kept
 
 
-def policies(exp: Path, singles: bool) -> dict[str, list[str]]:
+def policies(exp: Path, singles: bool, first: list[int]) -> dict[str, list[str]]:
     kept = kept_epochs(exp)
     by_epoch = sorted(kept, key=lambda c: c[1])
     if singles:
         return {f"epoch{epoch}": [name] for _, epoch, name in by_epoch if epoch >= 8}
+    if first:
+        return {
+            f"best8_of{n}": [
+                name
+                for _, epoch, name in sorted(kept)
+                if epoch <= n and name.endswith(f"{epoch}.pt")
+            ][:8]  # whole epochs only: an N-epoch run has no partial one
+            for n in first
+        }
     best = [name for _, _, name in sorted(kept)]
     last = [name for _, _, name in by_epoch]
     chosen = {f"best{k}": best[:k] for k in (1, 3, 5, 8)}
@@ -52,6 +64,14 @@ def main() -> None:
     parser.add_argument("exp", type=Path)
     parser.add_argument("--manifest", type=Path, action="append")
     parser.add_argument("--epochs", action="store_true", help="score single epochs")
+    parser.add_argument(
+        "--first",
+        type=int,
+        action="append",
+        default=[],
+        metavar="N",
+        help="the best 8 of the first N epochs",
+    )
     parser.add_argument("--force", action="store_true", help="replace an earlier EXP/avg")
     args = parser.parse_args()
     if (args.exp / "avg").exists() and not args.force:
@@ -59,7 +79,7 @@ def main() -> None:
     manifests = args.manifest or [Path("data/digits/test.jsonl"), Path("data/digits/dev.jsonl")]
     base = load_checkpoint(args.exp / "final.pt")  # config, tokenizer and CMVN of the run
     (args.exp / "avg").mkdir(exist_ok=True)  # --force: files of the same names are replaced
-    for policy, names in policies(args.exp, args.epochs).items():
+    for policy, names in policies(args.exp, args.epochs, args.first).items():
         model = args.exp / "avg" / f"{policy}.pt"
         state = average_checkpoints([args.exp / "checkpoints" / name for name in names])
         torch.save({**base, "model": state}, model)
