@@ -40,19 +40,15 @@ def kept_epochs(exp: Path) -> list[tuple[tuple[float, float, float], int, str]]:
 
 def policies(exp: Path, singles: bool, first: list[int]) -> dict[str, list[str]]:
     kept = kept_epochs(exp)
+    ranked = sorted(kept)  # best first, the order train.keep_best uses
     by_epoch = sorted(kept, key=lambda c: c[1])
     if singles:
         return {f"epoch{epoch}": [name] for _, epoch, name in by_epoch if epoch >= 8}
     if first:
-        return {
-            f"best8_of{n}": [
-                name
-                for _, epoch, name in sorted(kept)
-                if epoch <= n and name.endswith(f"{epoch}.pt")
-            ][:8]  # whole epochs only: an N-epoch run has no partial one
-            for n in first
-        }
-    best = [name for _, _, name in sorted(kept)]
+        # Whole epochs only: an N-epoch run has no partial one.
+        whole = [(e, name) for _, e, name in ranked if name == epoch_checkpoint_name(e)]
+        return {f"best8_of{n}": [name for e, name in whole if e <= n][:8] for n in first}
+    best = [name for _, _, name in ranked]
     last = [name for _, _, name in by_epoch]
     chosen = {f"best{k}": best[:k] for k in (1, 3, 5, 8)}
     chosen.update({f"last{k}": last[-k:] for k in (1, 5, 8)})
