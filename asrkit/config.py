@@ -134,6 +134,25 @@ class SpecAugmentConfig:
     # stretched by a factor drawn from [1 - freq_warp, 1 + freq_warp]; 0 disables it.
     freq_warp: float = 0.0
     speed_perturb: tuple[float, ...] = ()  # e.g. (0.9, 1.0, 1.1); empty disables it
+    # Short noise bursts (transient noise, as audiomentations' AddShortNoises): up to
+    # `noise_bursts` per utterance, each at most `noise_burst_width` frames long, of
+    # exponentially distributed power (Gaussian noise) over the bins from a random lowest bin
+    # to the top one (clicks, breaths and releases are high-pass), at a level in dB relative to
+    # the utterance's mean power in those bins, drawn from `noise_burst_db` (low, high). Added
+    # in the power domain, so speech louder than the burst shows through. 0 disables them.
+    noise_bursts: int = 0
+    noise_burst_width: int = 10
+    noise_burst_db: tuple[float, ...] = (-10.0, 5.0)
+
+    def __post_init__(self) -> None:
+        if self.noise_bursts < 0 or self.noise_burst_width < 1:
+            raise ConfigError(
+                "specaug.noise_bursts must be >= 0 and specaug.noise_burst_width >= 1, got "
+                f"{self.noise_bursts} and {self.noise_burst_width}"
+            )
+        low_high = self.noise_burst_db
+        if len(low_high) != 2 or low_high[0] > low_high[1]:
+            raise ConfigError(f"specaug.noise_burst_db must be [low, high], got {list(low_high)}")
 
 
 @dataclass(frozen=True)

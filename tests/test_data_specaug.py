@@ -1,11 +1,19 @@
-"""SpecAugment and speed perturbation: shapes, fill values, and reproducibility."""
+"""SpecAugment, noise bursts and speed perturbation: shapes, fill values, levels, repeatability."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from asrkit.config import SpecAugmentConfig
-from asrkit.data.specaug import SpecAugment, draw_speed, freq_warp, speed_perturb, time_warp
+from asrkit.config import ConfigError, SpecAugmentConfig
+from asrkit.data.specaug import (
+    SpecAugment,
+    draw_speed,
+    freq_warp,
+    noise_burst,
+    speed_perturb,
+    time_warp,
+)
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -76,3 +84,47 @@ def test_freq_warp_moves_a_formant_by_the_drawn_factor() -> None:
     assert len(positions) >= 5  # the factor varies between draws
     same = freq_warp(feats, 0.1, torch.Generator().manual_seed(3))
     assert torch.equal(same, freq_warp(feats, 0.1, torch.Generator().manual_seed(3)))
+
+
+def test_a_noise_burst_raises_one_high_pass_block_and_nothing_else() -> None:
+    feats = torch.randn(120, 80) * 3 - 4
+    for seed in range(20):
+        out = noise_burst(feats, 10, (-10.0, 5.0), _gen(seed))
+        assert out.shape == feats.shape
+        assert torch.all(out >= feats)  # power is added, never taken away
+        rows, cols = (out > feats).nonzero(as_tuple=True)
+        frames, lowest = rows.unique(), int(cols.min())
+        assert 1 <= frames.numel() <= 10
+        assert int(frames.max() - frames.min()) + 1 == frames.numel()  # one contiguous run
+        assert lowest <= 40
+        block = out[frames.min() : frames.max() + 1, lowest:]
+        assert torch.all(block > feats[frames.min() : frames.max() + 1, lowest:])
+        assert torch.equal(out[:, :lowest], feats[:, :lowest])
+
+
+def test_the_burst_level_is_relative_to_the_utterance_power() -> None:
+    # Shifting every log-mel value by c (a gain) shifts the burst by c too: same output + c.
+    feats = torch.randn(60, 80, dtype=torch.float64)
+    out = noise_burst(feats, 8, (-5.0, 5.0), _gen(7))
+    shifted = noise_burst(feats + 12.0, 8, (-5.0, 5.0), _gen(7))
+    torch.testing.assert_close(shifted, out + 12.0)
+    # At +10 dB the added power averages 10 times the utterance's mean power in each bin.
+    level = torch.linspace(-6.0, 2.0, 80, dtype=torch.float64)  # a constant spectrum
+    ratios = []
+    for seed in range(200):
+        burst = noise_burst(level.repeat(4, 1), 1, (10.0, 10.0), _gen(seed))
+        added = burst.exp() - level.exp()
+        ratios.append(added[added > 0] / level.exp().expand_as(added)[added > 0])
+    assert 9.0 < float(torch.cat(ratios).mean()) < 11.0
+
+
+def test_noise_bursts_are_part_of_specaugment_and_repeatable() -> None:
+    feats = torch.randn(200, 80)
+    aug = SpecAugment(SpecAugmentConfig(freq_masks=0, time_masks=0, noise_bursts=3), feats[0])
+    out = aug(feats, _gen(2))
+    assert torch.all(out >= feats) and torch.any(out > feats)
+    assert torch.equal(out, aug(feats, _gen(2)))
+    with pytest.raises(ConfigError, match=r"noise_burst_db must be \[low, high\]"):
+        SpecAugmentConfig(noise_burst_db=(5.0, -5.0))
+    with pytest.raises(ConfigError, match="noise_bursts must be >= 0"):
+        SpecAugmentConfig(noise_bursts=-1)

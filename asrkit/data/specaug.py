@@ -1,4 +1,4 @@
-"""SpecAugment (Park et al., 2019) and speed perturbation, driven by an explicit generator.
+"""SpecAugment (Park et al., 2019), noise bursts and speed perturbation, driven by one generator.
 
 Every random draw goes through a `torch.Generator` that the dataset seeds from
 `(seed, epoch, utterance index)`, so an augmented epoch is the same whatever the number of
@@ -16,6 +16,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 import torchaudio
@@ -32,7 +34,7 @@ def _randint(low: int, high: int, generator: torch.Generator) -> int:
 
 
 class SpecAugment:
-    """Time warp, mel-axis warp (VTLP), frequency masks and time masks on one utterance.
+    """Time warp, mel-axis warp (VTLP), noise bursts, frequency and time masks on one utterance.
 
     Args:
         cfg: mask counts and widths.
@@ -52,6 +54,8 @@ class SpecAugment:
             feats = time_warp(feats, cfg.time_warp, generator)
         if cfg.freq_warp > 0:
             feats = freq_warp(feats, cfg.freq_warp, generator)
+        for _ in range(cfg.noise_bursts):
+            feats = noise_burst(feats, cfg.noise_burst_width, cfg.noise_burst_db, generator)
         for _ in range(cfg.freq_masks):
             width = _randint(0, min(cfg.freq_width, bins), generator)
             start = _randint(0, bins - width, generator)
@@ -99,6 +103,35 @@ def freq_warp(feats: Tensor, max_warp: float, generator: torch.Generator) -> Ten
     high = (low + 1).clamp(max=bins - 1)
     frac = (source - low.float()).to(feats.dtype)
     return feats[:, low] * (1.0 - frac) + feats[:, high] * frac
+
+
+def noise_burst(
+    feats: Tensor, max_width: int, level_db: tuple[float, ...], generator: torch.Generator
+) -> Tensor:
+    """Add one burst of high-pass noise to log-mel `feats` (T, F) -> (T, F), in power.
+
+    The burst lasts 1..`max_width` frames at a random start and covers the bins from a random
+    lowest bin in the lower half to the top. Its mean power in each bin is the utterance's
+    mean power there times 10^(dB / 10), dB uniform in `level_db`; each cell's power is
+    exponential around that mean (the power of Gaussian noise), and log(exp(x) + noise) never
+    lowers a cell. Relative levels make it independent of the features' absolute scale.
+    """
+    frames, bins = feats.shape
+    width = _randint(1, min(max_width, frames), generator)
+    start = _randint(0, frames - width, generator)
+    lowest = _randint(0, bins // 2, generator)
+    low_db, high_db = level_db
+    db = low_db + (high_db - low_db) * float(torch.rand(1, generator=generator))
+    # log of the mean power per bin, computed stably (logsumexp) whatever the scale
+    log_mean = torch.logsumexp(feats[:, lowest:].double(), dim=0) - math.log(frames)
+    log_level = log_mean + db * math.log(10.0) / 10.0
+    draws = torch.empty(width, bins - lowest, dtype=torch.float64).exponential_(generator=generator)
+    out = feats.clone()
+    cells = out[start : start + width, lowest:].double()
+    out[start : start + width, lowest:] = torch.logaddexp(cells, log_level + draws.log()).to(
+        feats.dtype
+    )
+    return out
 
 
 def draw_speed(factors: tuple[float, ...], generator: torch.Generator) -> float:
