@@ -134,8 +134,8 @@ class SpecAugmentConfig:
     # stretched by a factor drawn from [1 - freq_warp, 1 + freq_warp]; 0 disables it.
     freq_warp: float = 0.0
     speed_perturb: tuple[float, ...] = ()  # e.g. (0.9, 1.0, 1.1); empty disables it
-    # Short noise bursts (transient noise, as audiomentations' AddShortNoises): up to
-    # `noise_bursts` per utterance, each at most `noise_burst_width` frames long, of
+    # Short noise bursts (transient noise, as audiomentations' AddShortNoises):
+    # `noise_bursts` per utterance, each 1 to `noise_burst_width` frames long, of
     # exponentially distributed power (Gaussian noise) over the bins from a random lowest bin
     # to the top one (clicks, breaths and releases are high-pass), at a level in dB relative to
     # the utterance's mean power in those bins, drawn from `noise_burst_db` (low, high). Added
