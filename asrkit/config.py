@@ -143,6 +143,14 @@ class SpecAugmentConfig:
     noise_bursts: int = 0
     noise_burst_width: int = 10
     noise_burst_db: tuple[float, ...] = (-10.0, 5.0)
+    # Piecewise tempo perturbation (pitch and spectra kept): the utterance is cut at random
+    # frames into pieces of about `tempo_piece_frames` frames and each piece is stretched in
+    # time by its own factor, log-uniform in `tempo_range` (low, high), so one word is drawn
+    # out while the next is clipped; the utterance's length changes. Speed perturbation's
+    # +-10% stretches every word alike and moves the pitch. Empty disables it. Training
+    # throughput (audio-s/s) counts the stretched frames.
+    tempo_range: tuple[float, ...] = ()
+    tempo_piece_frames: int = 50
 
     def __post_init__(self) -> None:
         if self.noise_bursts < 0 or self.noise_burst_width < 1:
@@ -153,6 +161,15 @@ class SpecAugmentConfig:
         low_high = self.noise_burst_db
         if len(low_high) != 2 or low_high[0] > low_high[1]:
             raise ConfigError(f"specaug.noise_burst_db must be [low, high], got {list(low_high)}")
+        tempo = self.tempo_range
+        if tempo and (len(tempo) != 2 or not 0.0 < tempo[0] <= tempo[1]):
+            raise ConfigError(
+                f"specaug.tempo_range must be [] or [low, high] > 0, got {list(tempo)}"
+            )
+        if self.tempo_piece_frames < 1:
+            raise ConfigError(
+                f"specaug.tempo_piece_frames must be >= 1, got {self.tempo_piece_frames}"
+            )
 
 
 @dataclass(frozen=True)

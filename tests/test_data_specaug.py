@@ -12,6 +12,7 @@ from asrkit.data.specaug import (
     freq_warp,
     noise_burst,
     speed_perturb,
+    tempo_pieces,
     time_warp,
 )
 
@@ -128,3 +129,53 @@ def test_noise_bursts_are_part_of_specaugment_and_repeatable() -> None:
         SpecAugmentConfig(noise_burst_db=(5.0, -5.0))
     with pytest.raises(ConfigError, match="noise_bursts must be >= 0"):
         SpecAugmentConfig(noise_bursts=-1)
+
+
+def _ramp(frames: int) -> torch.Tensor:
+    return torch.arange(frames, dtype=torch.float32).unsqueeze(1).repeat(1, 3)
+
+
+def test_tempo_pieces_change_the_length_by_their_factors() -> None:
+    feats = torch.randn(230, 80)
+    assert torch.equal(tempo_pieces(feats, 50, (1.0, 1.0), _gen()), feats)
+    assert tempo_pieces(feats, 50, (2.0, 2.0), _gen()).shape == (460, 80)
+    assert tempo_pieces(torch.zeros(0, 80), 50, (2.0, 2.0), _gen()).shape == (0, 80)
+    halved = tempo_pieces(feats, 50, (0.5, 0.5), _gen()).shape[0]
+    assert abs(halved - 115) <= 5  # one rounding per piece
+    ramp = tempo_pieces(_ramp(300), 50, (0.5, 2.0), _gen(3))
+    assert torch.all(ramp[1:, 0] >= ramp[:-1, 0])  # time runs forward in every piece
+    assert ramp[0, 0] < 1.0 and ramp[-1, 0] > 298.0  # and it still runs from end to end
+
+
+def test_each_tempo_piece_has_its_own_factor() -> None:
+    out = tempo_pieces(_ramp(400), 50, (0.5, 2.0), _gen(1))[:, 0]
+    steps = out[1:] - out[:-1]  # a ramp's step is 1 / factor inside a piece
+    inner = steps[(steps > 0.3) & (steps < 2.2)]
+    assert float(inner.max() / inner.min()) > 1.5
+
+
+def test_tempo_factors_are_log_uniform() -> None:
+    # One piece per utterance: the new length / the old is the factor, so stretching and
+    # shrinking are equally likely and the median is sqrt(low * high) = 1.
+    ratios = torch.tensor(
+        [
+            tempo_pieces(torch.zeros(200, 2), 400, (0.5, 2.0), _gen(s)).shape[0] / 200
+            for s in range(400)
+        ]
+    )
+    assert 0.42 < float((ratios > 1.0).float().mean()) < 0.58
+    assert ratios.min() >= 0.5 and ratios.max() <= 2.0
+    assert float((ratios < 0.71).float().mean()) == pytest.approx(0.25, abs=0.07)
+
+
+def test_tempo_pieces_are_part_of_specaugment_and_repeatable() -> None:
+    cfg = SpecAugmentConfig(time_masks=2, time_width=30, tempo_range=(0.6, 1.6))
+    aug = SpecAugment(cfg, torch.zeros(80))
+    lengths = {aug(torch.randn(200, 80), _gen(s)).shape[0] for s in range(10)}
+    assert len(lengths) > 1
+    feats = torch.randn(200, 80)
+    assert torch.equal(aug(feats, _gen(2)), aug(feats, _gen(2)))
+    with pytest.raises(ConfigError, match=r"tempo_range must be \[\] or \[low, high\]"):
+        SpecAugmentConfig(tempo_range=(1.5, 0.5))
+    with pytest.raises(ConfigError, match="tempo_piece_frames must be >= 1"):
+        SpecAugmentConfig(tempo_range=(0.5, 1.5), tempo_piece_frames=0)

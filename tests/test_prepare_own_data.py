@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import random
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -162,3 +165,32 @@ def test_fsdd_cli_bad_input(tmp_path: Path) -> None:
         app, ["prepare", "fsdd", str(tmp_path / "rec"), "--out", out, "--min-digits", "7"]
     )
     assert result.exit_code == 1 and "--min-digits" in result.output
+
+
+def test_hard_takes_replays_the_plan_and_charges_each_error_to_its_take(
+    mini_fsdd: Path, tmp_path: Path
+) -> None:
+    script = Path(__file__).parents[1] / "recipes" / "digits" / "local" / "hard_takes.py"
+    spec = importlib.util.spec_from_file_location("hard_takes", script)
+    assert spec is not None and spec.loader is not None
+    hard_takes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hard_takes)
+    reports = prepare_fsdd(mini_fsdd, tmp_path / "d", strings_per_speaker=8, show_progress=False)
+    test = read_manifest(reports["test"].path)
+    plan = hard_takes.replay_plan(mini_fsdd, "theo", len(test), (2, 6), 0)
+    texts = [" ".join(DIGIT_WORDS[int(t.name[0])] for t in takes) for takes in plan]
+    assert texts == [u.text for u in test]
+    # one word of the first string misheard: the error goes to the take in that slot
+    run = tmp_path / "run"
+    run.mkdir()
+    first = test[0].text.split()
+    wrong = ["SEVEN" if w == "TWO" else "TWO" for w in first[:1]] + first[1:]
+    rows = [{"id": u.id, "ref": u.text, "hyp": u.text} for u in test]
+    rows[0]["hyp"] = " ".join(wrong)
+    (run / "utterances.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    errors: Counter[Path] = Counter()
+    heard: dict[Path, Counter[str]] = defaultdict(Counter)
+    hard_takes.charge_errors(run, plan, errors, heard)
+    assert errors == Counter({plan[0][0]: 1}) and heard[plan[0][0]] == Counter({wrong[0]: 1})
+    with pytest.raises(SystemExit, match="does not match the replayed plan"):
+        hard_takes.charge_errors(run, plan[1:] + plan[:1], Counter(), defaultdict(Counter))

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -34,7 +35,7 @@ def _randint(low: int, high: int, generator: torch.Generator) -> int:
 
 
 class SpecAugment:
-    """Time warp, mel-axis warp (VTLP), noise bursts, frequency and time masks on one utterance.
+    """Tempo pieces, time warp, VTLP, noise bursts, frequency and time masks on one utterance.
 
     Args:
         cfg: mask counts and widths.
@@ -46,9 +47,14 @@ class SpecAugment:
         self.fill = fill.float()
 
     def __call__(self, feats: Tensor, generator: torch.Generator) -> Tensor:
-        """feats (T, n_mels) -> augmented copy (T, n_mels); the input is not modified."""
+        """feats (T, n_mels) -> augmented copy (T', n_mels); the input is not modified.
+
+        T' = T unless `tempo_range` stretches pieces of the utterance.
+        """
         cfg = self.cfg
         feats = feats.clone()
+        if cfg.tempo_range:
+            feats = tempo_pieces(feats, cfg.tempo_piece_frames, cfg.tempo_range, generator)
         frames, bins = feats.shape
         if cfg.time_warp > 0:
             feats = time_warp(feats, cfg.time_warp, generator)
@@ -86,6 +92,37 @@ def time_warp(feats: Tensor, max_warp: int, generator: torch.Generator) -> Tenso
         image[..., centre:], size=frames - moved, mode="linear", align_corners=False
     )
     return torch.cat([left, right], dim=-1).squeeze(0).t().contiguous()
+
+
+def tempo_pieces(
+    feats: Tensor, piece_frames: int, factor_range: tuple[float, ...], generator: torch.Generator
+) -> Tensor:
+    """Stretch random pieces of `feats` (T, F) in time, each by its own factor -> (T', F).
+
+    round(T / `piece_frames`) pieces (at least one) between distinct random cut frames; each
+    piece of n frames becomes max(1, round(n * factor)) frames by linear interpolation, with
+    factor log-uniform in `factor_range` (low, high), so shrinking and stretching by the same
+    ratio are equally likely. A factor of 1 returns the piece unchanged.
+    """
+    frames = feats.shape[0]
+    if frames == 0:
+        return feats
+    count = min(max(1, round(frames / piece_frames)), frames)
+    cuts = (torch.randperm(frames - 1, generator=generator)[: count - 1] + 1).sort().values
+    bounds = [0, *cuts.tolist(), frames]
+    log_low, log_high = (math.log(f) for f in factor_range)
+    image = feats.t().unsqueeze(0)  # (1, F, T): interpolate works on the last axis
+    pieces = []
+    for start, end in itertools.pairwise(bounds):
+        factor = math.exp(
+            log_low + (log_high - log_low) * float(torch.rand(1, generator=generator))
+        )
+        size = max(1, round((end - start) * factor))
+        piece = image[..., start:end]
+        if size != end - start:
+            piece = F.interpolate(piece, size=size, mode="linear", align_corners=False)
+        pieces.append(piece)
+    return torch.cat(pieces, dim=-1).squeeze(0).t().contiguous()
 
 
 def freq_warp(feats: Tensor, max_warp: float, generator: torch.Generator) -> Tensor:
