@@ -184,7 +184,7 @@ def test_hard_takes_replays_the_plan_and_charges_each_error_to_its_take(
     run = tmp_path / "run"
     run.mkdir()
     first = test[0].text.split()
-    wrong = ["SEVEN" if w == "TWO" else "TWO" for w in first[:1]] + first[1:]
+    wrong = ["SEVEN" if first[0] == "TWO" else "TWO", *first[1:]]
     rows = [{"id": u.id, "ref": u.text, "hyp": u.text} for u in test]
     rows[0]["hyp"] = " ".join(wrong)
     (run / "utterances.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

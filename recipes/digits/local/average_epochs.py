@@ -44,9 +44,9 @@ def policies(exp: Path, singles: bool, first: list[int], tails: list[int]) -> di
     by_epoch = sorted(kept, key=lambda c: c[1])
     if singles:
         return {f"epoch{epoch}": [name] for _, epoch, name in by_epoch if epoch >= 8}
-    # Whole epochs only: an N-epoch run has no partial one.
-    whole = [(e, name) for _, e, name in ranked if name == epoch_checkpoint_name(e)]
     if first or tails:
+        # Whole epochs only: an N-epoch run has no partial one.
+        whole = [(e, name) for _, e, name in ranked if name == epoch_checkpoint_name(e)]
         chosen = {f"best8_of{n}": [name for e, name in whole if e <= n][:8] for n in first}
         in_order = [name for e, name in sorted(whole) if e <= 30]
         chosen.update({f"last{k}_of30": in_order[-k:] for k in tails})

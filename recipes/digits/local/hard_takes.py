@@ -25,7 +25,7 @@ import jiwer
 import numpy as np
 import soundfile as sf
 
-from data_prep.fsdd import DIGIT_WORDS, list_recordings, plan_strings
+from data_prep.fsdd import DIGIT_WORDS, _load_takes, list_recordings, plan_strings
 
 
 def replay_plan(
@@ -33,8 +33,8 @@ def replay_plan(
 ) -> list[list[Path]]:
     """The takes of each of `speaker`'s strings, in order, as `prepare_fsdd` drew them."""
     by_speaker, _ = list_recordings(recordings)
-    # prepare drops unreadable and empty takes before planning; so must the replay
-    usable = [(d, p) for d, p in by_speaker[speaker] if sf.info(str(p)).frames > 0]
+    # the takes prepare planned with: it drops unreadable and empty ones first
+    usable, _ = _load_takes(by_speaker[speaker], [])
     rng = random.Random(f"{seed}:{speaker}")
     plan = plan_strings(usable, count, digits[0], digits[1], rng)
     return [[path for _, path in string] for string in plan]
@@ -74,7 +74,12 @@ def quiet_seconds(path: Path, below_db: float = 30.0) -> float:
 
 
 def length_table(
-    recordings: Path, trained_on: list[str], uses: Counter[Path], errors: Counter[Path], runs: int
+    recordings: Path,
+    trained_on: list[str],
+    uses: Counter[Path],
+    seconds: dict[Path, float],
+    errors: Counter[Path],
+    runs: int,
 ) -> None:
     """Error rate of the takes by length against the training speakers' takes of their digit."""
     lengths: dict[str, list[float]] = defaultdict(list)
@@ -85,10 +90,10 @@ def length_table(
     bands: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for take, used in uses.items():
         reference = lengths[take.name[0]]
-        seconds = sf.info(str(take)).duration
         low, high = np.percentile(reference, [5, 95])
-        quarter = int(seconds / statistics.median(reference) * 4) / 4  # the ratio, in quarters
-        inside = "inside" if low <= seconds <= high else "outside"
+        ratio = seconds[take] / statistics.median(reference)
+        quarter = int(ratio * 4) / 4  # the ratio, in quarters
+        inside = "inside" if low <= seconds[take] <= high else "outside"
         for band in (
             f"{inside} their 5-95% range",
             f"x{quarter:.2f}-{quarter + 0.25:.2f} their median",
@@ -141,7 +146,7 @@ def main() -> None:
             f"{seconds[take]:.2f} ({medians[take.name[0]]:.2f}) | {quiet_seconds(take):.2f} | "
             f"{covered / total:.0%}"
         )
-    length_table(args.recordings, args.trained_on, uses, errors, runs)
+    length_table(args.recordings, args.trained_on, uses, seconds, errors, runs)
 
 
 if __name__ == "__main__":
