@@ -118,9 +118,19 @@ def _render(string: list[Take], waves: dict[Path, np.ndarray], rng: random.Rando
     return np.clip(np.concatenate(pieces), -1.0, 1.0)
 
 
-def _load_takes(
+def speaker_rng(seed: int, speaker: str) -> random.Random:
+    """The generator that plans and renders `speaker`'s strings for `prepare_fsdd(seed=...)`."""
+    # A string seed (not hash()) is stable across runs and Python versions.
+    return random.Random(f"{seed}:{speaker}")
+
+
+def load_takes(
     takes: list[Take], problems: list[Problem]
 ) -> tuple[list[Take], dict[Path, np.ndarray]]:
+    """The readable, non-empty takes (the ones strings are planned from) and their waves.
+
+    An unreadable take is added to `problems`; an empty one is skipped.
+    """
     waves, usable = {}, []
     for digit, path in takes:
         try:
@@ -181,9 +191,8 @@ def prepare_fsdd(
         for speaker, takes in sorted(by_speaker.items()):
             test = speaker == TEST_SPEAKER
             shutil.rmtree(audio_dir / speaker, ignore_errors=True)
-            usable, waves = _load_takes(takes, problems)
-            # A string seed (not hash()) is stable across runs and Python versions.
-            rng = random.Random(f"{seed}:{speaker}")
+            usable, waves = load_takes(takes, problems)
+            rng = speaker_rng(seed, speaker)
             count = strings_per_speaker // 2 if test else strings_per_speaker
             for i, string in enumerate(plan_strings(usable, count, min_digits, max_digits, rng)):
                 utt_id = f"{speaker}-{i:04d}"

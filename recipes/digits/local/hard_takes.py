@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -25,7 +24,7 @@ import jiwer
 import numpy as np
 import soundfile as sf
 
-from data_prep.fsdd import DIGIT_WORDS, _load_takes, list_recordings, plan_strings
+from data_prep.fsdd import DIGIT_WORDS, list_recordings, load_takes, plan_strings, speaker_rng
 
 
 def replay_plan(
@@ -34,9 +33,8 @@ def replay_plan(
     """The takes of each of `speaker`'s strings, in order, as `prepare_fsdd` drew them."""
     by_speaker, _ = list_recordings(recordings)
     # the takes prepare planned with: it drops unreadable and empty ones first
-    usable, _ = _load_takes(by_speaker[speaker], [])
-    rng = random.Random(f"{seed}:{speaker}")
-    plan = plan_strings(usable, count, digits[0], digits[1], rng)
+    usable, _ = load_takes(by_speaker[speaker], [])
+    plan = plan_strings(usable, count, digits[0], digits[1], speaker_rng(seed, speaker))
     return [[path for _, path in string] for string in plan]
 
 
