@@ -42,14 +42,20 @@ def test_cpu_recipe_configs_build_a_model(recipe: str) -> None:
         assert sum(p.numel() for p in model.parameters()) < 5_000_000, path
 
 
-def test_digits_run_splits_the_configs_batch_over_its_processes() -> None:
+@pytest.mark.parametrize("recipe", ["mini", "digits"])
+def test_cpu_recipe_run_splits_the_configs_batch_over_its_processes(recipe: str) -> None:
     # run.sh passes train.max_frames = max_frames / nproc to each torchrun process; its
     # max_frames must be the configs' own, or the recipe trains with another batch than theirs.
-    script = (REPO / "recipes" / "digits" / "run.sh").read_text()
-    settings = dict(
-        line.split("=", 1) for line in script.splitlines() if line.startswith(("nproc=", "max_"))
-    )
-    for path in sorted((REPO / "recipes" / "digits" / "conf").glob("*.yaml")):
+    script = (REPO / "recipes" / recipe / "run.sh").read_text()
+    settings = {
+        name: value.split()[0]  # the value, without a trailing comment
+        for name, value in (
+            line.split("=", 1)
+            for line in script.splitlines()
+            if line.startswith(("nproc=", "max_frames="))
+        )
+    }
+    for path in sorted((REPO / "recipes" / recipe / "conf").glob("*.yaml")):
         assert load_yaml(path).train.max_frames == int(settings["max_frames"]), path
     assert int(settings["max_frames"]) % int(settings["nproc"]) == 0
 
