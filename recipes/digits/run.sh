@@ -20,6 +20,7 @@ stage=0
 stop_stage=4
 command="recipes/digits/run.sh $*"
 . recipes/common/parse_options.sh
+. recipes/common/cpu_train.sh
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   attnasr prepare fsdd "$fsdd" --out "$data"
@@ -33,14 +34,10 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
     --out "$data/tokenizer.json"
 fi
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
-  train=(attnasr train)
-  if [ "$nproc" -gt 1 ]; then
-    train=(torchrun --standalone --nproc_per_node "$nproc" -m asrkit.cli.main train)
-  fi
   for attention in $attentions; do
-    "${train[@]}" "recipes/digits/conf/$attention.yaml" --train "$data/train_fit.jsonl" \
-      --valid "$data/dev.jsonl" --out "$exp_root/$attention" --max-minutes "$max_minutes" \
-      --set train.max_frames=$((max_frames / nproc)) --set train.seed="$seed"
+    cpu_train "$nproc" "$max_frames" "recipes/digits/conf/$attention.yaml" \
+      --train "$data/train_fit.jsonl" --valid "$data/dev.jsonl" --out "$exp_root/$attention" \
+      --max-minutes "$max_minutes" --set train.seed="$seed"
   done
 fi
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then

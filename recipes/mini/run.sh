@@ -19,6 +19,7 @@ max_frames=8000         # the configs' train.max_frames, split across the nproc 
 stage=0
 stop_stage=5
 . recipes/common/parse_options.sh
+. recipes/common/cpu_train.sh
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   attnasr prepare librispeech "$corpus" --out "$data" --parts train-clean-100,dev-clean --jobs "$jobs"
@@ -35,13 +36,9 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
     --out "$data/bpe256/tokenizer.json"
 fi
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  train=(attnasr train)
-  if [ "$nproc" -gt 1 ]; then
-    train=(torchrun --standalone --nproc_per_node "$nproc" -m asrkit.cli.main train)
-  fi
-  "${train[@]}" "recipes/mini/conf/$attention.yaml" --train "$data/mini_train.jsonl" \
-    --valid "$data/mini_dev.jsonl" --out "$exp" --max-minutes "$max_minutes" \
-    --set train.max_frames=$((max_frames / nproc))
+  cpu_train "$nproc" "$max_frames" "recipes/mini/conf/$attention.yaml" \
+    --train "$data/mini_train.jsonl" --valid "$data/mini_dev.jsonl" --out "$exp" \
+    --max-minutes "$max_minutes"
 fi
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   attnasr evaluate --model "$exp" --manifest "$data/mini_dev.jsonl" --out "$exp/eval/dev"
