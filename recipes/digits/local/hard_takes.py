@@ -80,11 +80,11 @@ def length_table(
     runs: int,
 ) -> None:
     """Error rate of the takes by length against the training speakers' takes of their digit."""
+    by_speaker, _ = list_recordings(recordings)  # the takes as prepare lists them
     lengths: dict[str, list[float]] = defaultdict(list)
-    for path in recordings.glob("*.wav"):
-        digit, speaker, _ = path.stem.split("_")
-        if speaker in trained_on:
-            lengths[digit].append(sf.info(str(path)).duration)
+    for speaker in trained_on:
+        for digit, path in by_speaker.get(speaker, []):
+            lengths[str(digit)].append(sf.info(str(path)).duration)
     bands: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for take, used in uses.items():
         reference = lengths[take.name[0]]
