@@ -1,8 +1,9 @@
 """Training throughput of a recipe config as the recipe runs it, in audio seconds per second.
 
-Runs the real trainer (`attnasr train`, under `torchrun` with gloo when `--nproc` > 1, one
-torch thread per process, each process taking `train.max_frames / nproc` frames as
-`recipes/common/cpu_train.sh` does) for `--minutes` per config, one config at a time, and reads
+Runs the real trainer through the recipes' own launcher, `cpu_train` of
+`recipes/common/cpu_train.sh` (`attnasr train`, under `torchrun` with gloo when `--nproc` > 1,
+one torch thread per process, each process taking `train.max_frames / nproc` frames), for
+`--minutes` per config, one config at a time, and reads
 the throughput the trainer itself logs: audio seconds of the training batches (all processes)
 per second of training, validation excluded (`EXP/train_result.json`). Minutes instead of the
 recipe's hour, so a change can be measured in a quarter of an hour; the 60-minute figures are in
@@ -31,30 +32,29 @@ from rich.console import Console
 from rich.table import Table
 
 from asrkit.config import apply_overrides, load_yaml
+from asrkit.io import read_jsonl
+
+CPU_TRAIN = Path(__file__).resolve().parents[1] / "recipes" / "common" / "cpu_train.sh"
 
 
 def train_command(config: Path, args: argparse.Namespace, exp: Path) -> list[str]:
-    """The recipe's training command for `config`, writing to `exp`."""
+    """The recipes' `cpu_train NPROC MAX_FRAMES ARGS...` for `config`, writing to `exp`."""
     max_frames = apply_overrides(load_yaml(config), args.set).train.max_frames
-    launcher = [sys.executable, "-m", "asrkit.cli.main", "train"]
-    if args.nproc > 1:
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-        launcher += ["--nproc_per_node", str(args.nproc), "-m", "asrkit.cli.main", "train"]
-    command = [*launcher, str(config), "--train", str(args.train), "--valid", str(args.valid)]
-    command += ["--out", str(exp), "--max-minutes", str(args.minutes)]
+    launch = ["bash", "-c", '. "$0" && cpu_train "$@"', str(CPU_TRAIN), str(args.nproc)]
+    command = [*launch, str(max_frames), str(config), "--train", str(args.train)]
+    command += ["--valid", str(args.valid), "--out", str(exp), "--max-minutes", str(args.minutes)]
     for override in args.set:
         command += ["--set", override]
-    # last, so that it wins over a train.max_frames in --set, as in cpu_train.sh
-    return [*command, "--set", f"train.max_frames={max_frames // args.nproc}"]
+    return command
 
 
 def epoch_speeds(exp: Path) -> list[float]:
     """Throughput so far at the end of each epoch (the last: where the budget stopped it)."""
-    last: dict[int, float] = {}
-    for line in (exp / "metrics.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        if row.get("kind") == "train":
-            last[row["epoch"]] = row["audio_seconds_per_second"]
+    last = {
+        row["epoch"]: row["audio_seconds_per_second"]
+        for row in read_jsonl(exp / "metrics.jsonl")
+        if row.get("kind") == "train"
+    }
     return [last[epoch] for epoch in sorted(last)]
 
 

@@ -24,14 +24,24 @@ import jiwer
 import numpy as np
 import soundfile as sf
 
-from data_prep.fsdd import DIGIT_WORDS, list_recordings, load_takes, plan_strings, speaker_rng
+from data_prep.fsdd import (
+    DIGIT_WORDS,
+    Take,
+    list_recordings,
+    load_takes,
+    plan_strings,
+    speaker_rng,
+)
 
 
 def replay_plan(
-    recordings: Path, speaker: str, count: int, digits: tuple[int, int], seed: int
+    by_speaker: dict[str, list[Take]],
+    speaker: str,
+    count: int,
+    digits: tuple[int, int],
+    seed: int,
 ) -> list[list[Path]]:
     """The takes of each of `speaker`'s strings, in order, as `prepare_fsdd` drew them."""
-    by_speaker, _ = list_recordings(recordings)
     # the takes prepare planned with: it drops unreadable and empty ones first
     usable, _ = load_takes(by_speaker[speaker], [])
     plan = plan_strings(usable, count, digits[0], digits[1], speaker_rng(seed, speaker))
@@ -72,7 +82,7 @@ def quiet_seconds(path: Path, below_db: float = 30.0) -> float:
 
 
 def length_table(
-    recordings: Path,
+    by_speaker: dict[str, list[Take]],
     trained_on: list[str],
     uses: Counter[Path],
     seconds: dict[Path, float],
@@ -80,7 +90,6 @@ def length_table(
     runs: int,
 ) -> None:
     """Error rate of the takes by length against the training speakers' takes of their digit."""
-    by_speaker, _ = list_recordings(recordings)  # the takes as prepare lists them
     lengths: dict[str, list[float]] = defaultdict(list)
     for speaker in trained_on:
         for digit, path in by_speaker.get(speaker, []):
@@ -121,7 +130,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     span = (args.min_digits, args.max_digits)
-    plan = replay_plan(args.recordings, args.speaker, args.strings, span, args.seed)
+    by_speaker, _ = list_recordings(args.recordings)  # the takes as prepare lists them
+    plan = replay_plan(by_speaker, args.speaker, args.strings, span, args.seed)
     errors: Counter[Path] = Counter()
     hyps: dict[Path, Counter[str]] = defaultdict(Counter)
     for run in args.runs:
@@ -144,7 +154,7 @@ def main() -> None:
             f"{seconds[take]:.2f} ({medians[take.name[0]]:.2f}) | {quiet_seconds(take):.2f} | "
             f"{covered / total:.0%}"
         )
-    length_table(args.recordings, args.trained_on, uses, seconds, errors, runs)
+    length_table(by_speaker, args.trained_on, uses, seconds, errors, runs)
 
 
 if __name__ == "__main__":
