@@ -177,7 +177,7 @@ def test_hard_takes_replays_the_plan_and_charges_each_error_to_its_take(
     spec.loader.exec_module(hard_takes)
     reports = prepare_fsdd(mini_fsdd, tmp_path / "d", strings_per_speaker=8, show_progress=False)
     test = read_manifest(reports["test"].path)
-    plan = hard_takes.replay_plan(mini_fsdd, "theo", len(test), (2, 6), 0)
+    plan = hard_takes.replay_plan(list_recordings(mini_fsdd)[0], "theo", len(test), (2, 6), 0)
     texts = [" ".join(DIGIT_WORDS[int(t.name[0])] for t in takes) for takes in plan]
     assert texts == [u.text for u in test]
     # one word of the first string misheard: the error goes to the take in that slot
