@@ -128,3 +128,46 @@ def test_stage_scripts_reject_unknown_options() -> None:
             ["bash", str(script), "--no-such-option", "1"], cwd=REPO, capture_output=True, text=True
         )
         assert done.returncode == 1 and "unknown option" in done.stderr, script
+
+
+@pytest.mark.parametrize(
+    ("recipe", "stage", "expected_tail"),
+    [
+        ("mini", "3", ["--set", "train.max_frames=4000"]),  # cpu_train splits the batch last
+        ("digits", "2", ["--set", "train.max_frames=1500"]),
+        ("librispeech", "2", []),
+    ],
+)
+def test_stage_scripts_pass_train_args_to_the_trainer(
+    tmp_path: Path, recipe: str, stage: str, expected_tail: list[str]
+) -> None:
+    # Stub launchers on PATH record their arguments, one per line, instead of training.
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls.txt"
+    bin_dir.mkdir()
+    for name in ("torchrun", "attnasr"):
+        stub = bin_dir / name
+        stub.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" {name} "$@" >> "{calls}"\n')
+        stub.chmod(0o755)
+    extra = ["--set", "speller.input_feeding=false", "--max-epochs", "2"]
+    options = {"mini": ["--exp", str(tmp_path / "exp")], "digits": ["--attentions", "global"]}
+    done = subprocess.run(
+        [
+            "bash",
+            f"recipes/{recipe}/run.sh",
+            "--stage",
+            stage,
+            "--stop-stage",
+            stage,
+            *options.get(recipe, []),
+            "--train-args",
+            " ".join(extra),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr
+    args = calls.read_text().splitlines()
+    assert args[0] == "torchrun" and "train" in args  # the recipes' default: 2 processes / 1 GPU
+    assert args[-len(extra) - len(expected_tail) :] == extra + expected_tail

@@ -16,6 +16,7 @@ max_minutes=10
 nproc=2
 max_frames=3000
 seed=0                  # train.seed of every run (run-to-run spread: try --seed 1, 2, ...)
+train_args=""           # more `attnasr train` options, e.g. "--set specaug.noise_bursts=4"
 stage=0
 stop_stage=4
 command="recipes/digits/run.sh $*"
@@ -37,7 +38,7 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   for attention in $attentions; do
     cpu_train "$nproc" "$max_frames" "recipes/digits/conf/$attention.yaml" \
       --train "$data/train_fit.jsonl" --valid "$data/dev.jsonl" --out "$exp_root/$attention" \
-      --max-minutes "$max_minutes" --set train.seed="$seed"
+      --max-minutes "$max_minutes" --set train.seed="$seed" $train_args
   done
 fi
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then

@@ -11,6 +11,7 @@ set=100h                          # picks recipes/librispeech/conf/${set}_$atten
 attention=global                  # global, local or monotonic
 train_parts=train-clean-100
 tokenizer_args="--kind char"
+train_args=""                     # more `attnasr train` options, e.g. "--max-epochs 40"
 test_sets="dev-clean dev-other test-clean test-other"
 exp_root=exp/librispeech
 gpus=1
@@ -33,7 +34,7 @@ fi
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   torchrun --standalone --nproc_per_node "$gpus" -m asrkit.cli.main train \
     "recipes/librispeech/conf/${set}_$attention.yaml" --train "$data/train_$set.jsonl" \
-    --valid "$data/dev-clean.jsonl" --out "$exp"
+    --valid "$data/dev-clean.jsonl" --out "$exp" $train_args
 fi
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   for test_set in $test_sets; do

@@ -16,6 +16,7 @@ max_minutes=60
 jobs=2
 nproc=2
 max_frames=8000         # the configs' train.max_frames, split across the nproc processes
+train_args=""           # more `attnasr train` options, e.g. "--set speller.input_feeding=false"
 stage=0
 stop_stage=5
 . recipes/common/parse_options.sh
@@ -38,7 +39,7 @@ fi
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   cpu_train "$nproc" "$max_frames" "recipes/mini/conf/$attention.yaml" \
     --train "$data/mini_train.jsonl" --valid "$data/mini_dev.jsonl" --out "$exp" \
-    --max-minutes "$max_minutes"
+    --max-minutes "$max_minutes" $train_args
 fi
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   attnasr evaluate --model "$exp" --manifest "$data/mini_dev.jsonl" --out "$exp/eval/dev"
