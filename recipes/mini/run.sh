@@ -16,7 +16,7 @@ max_minutes=60
 jobs=2
 nproc=2
 max_frames=8000         # the configs' train.max_frames, split across the nproc processes
-train_args=""           # more `attnasr train` options, e.g. "--set speller.input_feeding=false"
+train_args=""           # more `attnasr train` options, e.g. "--set model.ctc_weight=0.3"
 stage=0
 stop_stage=5
 . recipes/common/parse_options.sh
