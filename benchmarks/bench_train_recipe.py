@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from asrkit.config import apply_overrides, load_yaml
-from asrkit.io import read_jsonl
+from asrkit.io import atomic_write_json, read_jsonl
 
 CPU_TRAIN = Path(__file__).resolve().parents[1] / "recipes" / "common" / "cpu_train.sh"
 
@@ -117,8 +117,7 @@ def main() -> None:
     Console().print(table)
     if args.json:
         machine = {"platform": platform.platform(), "cpus": os.cpu_count()}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({**machine, "rows": rows}, indent=2) + "\n")
+        atomic_write_json(args.json, {**machine, "rows": rows})
         print(f"wrote {args.json}")
 
 
