@@ -76,6 +76,19 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def refuse_overwrite(paths: Iterable[Path | None], force: bool) -> None:
+    """Refuse to replace an earlier output unless `force`, before any work is done.
+
+    Raises:
+        UserError: naming the first of `paths` (None entries skipped) that exists.
+    """
+    if force:
+        return
+    for path in paths:
+        if path is not None and Path(path).exists():
+            raise UserError(f"{path}: already exists (use --force to replace it)")
+
+
 def ensure_writable_dir(path: Path) -> Path:
     """Create `path` if needed and check that we can write into it."""
     path = Path(path)

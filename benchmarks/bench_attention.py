@@ -13,16 +13,16 @@ timed with the energy offset r = +4 so the untrained scan stops at the pointer, 
 model's does within a few frames: the step then costs what the lazy scan costs per evaluated
 frame, and `energies_per_step` records how many were evaluated.
 
-Writes benchmarks/results/attention_cost.json and attention_cost.png.
+Writes attention_cost.json and attention_cost.png into `--out` (benchmarks/results), and
+refuses to replace earlier ones without `--force`.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_attention.py            # full run (~3 min)
-    OMP_NUM_THREADS=1 python benchmarks/bench_attention.py --quick    # smoke run
+    OMP_NUM_THREADS=1 python benchmarks/bench_attention.py --force    # full run (~3 min)
+    OMP_NUM_THREADS=1 python benchmarks/bench_attention.py --quick --out /tmp/bench_quick
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -31,7 +31,9 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from asrkit.cli.common import user_errors
 from asrkit.config import AttentionConfig
+from asrkit.io import atomic_write_json, refuse_overwrite
 from asrkit.model.attention import REGISTRY, build_attention
 from asrkit.model.attention.base import AttendMemory, Attention, State
 from asrkit.model.attention.monotonic import MonotonicAttention
@@ -165,6 +167,7 @@ def describe(row: dict[str, float]) -> str:
     return f"{train}   {decode}"
 
 
+@user_errors
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, nargs="+", default=[100, 250, 500, 1000, 2000, 4000])
@@ -173,7 +176,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="output tokens U per training step")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="T in {100, 400}, 1 repeat")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON and PNG")
+    parser.add_argument("--force", action="store_true", help="replace earlier results in --out")
     args = parser.parse_args()
+    json_path, png_path = args.out / "attention_cost.json", args.out / "attention_cost.png"
+    refuse_overwrite([json_path, png_path], args.force)
     if args.quick:
         args.frames, args.repeats = [100, 400], 1
     torch.set_num_threads(1)
@@ -183,14 +190,11 @@ def main() -> None:
         for frames in args.frames:
             results[kind][str(frames)] = row = measure(kind, frames, args)
             print(f"{kind:>10} T={frames:>5}  {describe(row)}", flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
     setup = {k: getattr(args, k) for k in ("batch", "steps", "repeats", "frames")}
     payload = {"setup": setup | {"query_dim": QUERY_DIM, "memory_dim": MEMORY_DIM, "threads": 1}}
-    (RESULTS / "attention_cost.json").write_text(
-        json.dumps(payload | {"results": results}, indent=2)
-    )
-    plot(results, RESULTS / "attention_cost.png")
-    print(f"wrote {RESULTS / 'attention_cost.json'} and attention_cost.png")
+    atomic_write_json(json_path, payload | {"results": results})
+    plot(results, png_path)
+    print(f"wrote {json_path} and {png_path.name}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ length, so the timings are an upper bound on a trained model's.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import string
@@ -31,10 +30,12 @@ from rich.table import Table
 from torch.nn.utils.rnn import pad_sequence
 
 from asrkit.checkpoint import LoadedModel, load_model
+from asrkit.cli.common import user_errors
 from asrkit.config import load_yaml
 from asrkit.data.manifest import Utterance, read_manifest
 from asrkit.decoding import DecodeOptions, beam_search, decode_utterances
 from asrkit.features import Fbank, load_audio
+from asrkit.io import atomic_write_json, refuse_overwrite
 from asrkit.model.las import LAS
 from asrkit.tokenizer import CharTokenizer
 
@@ -109,6 +110,7 @@ def batched_vs_single(
     }
 
 
+@user_errors
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_mutually_exclusive_group(required=True)
@@ -123,7 +125,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=1, help="timings of each search mode")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--force", action="store_true", help="replace an earlier --json")
     args = parser.parse_args()
+    refuse_overwrite([args.json], args.force)
     torch.set_num_threads(args.threads)
     loaded, utts = build(args), dev_utterances(args.data, args.limit)
     base = DecodeOptions.from_config(loaded.config.decode, batch_size=args.batch_size)
@@ -161,7 +165,7 @@ def main() -> None:
         f"{bvs['speedup_median']:.1f}x), identical {bvs['identical']}"
     )
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        atomic_write_json(args.json, results)
 
 
 if __name__ == "__main__":

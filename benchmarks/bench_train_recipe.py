@@ -31,8 +31,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from asrkit.cli.common import user_errors
 from asrkit.config import apply_overrides, load_yaml
-from asrkit.io import atomic_write_json, read_jsonl
+from asrkit.io import atomic_write_json, read_jsonl, refuse_overwrite
 
 CPU_TRAIN = Path(__file__).resolve().parents[1] / "recipes" / "common" / "cpu_train.sh"
 
@@ -82,6 +83,7 @@ def run_config(config: Path, args: argparse.Namespace, run_dir: Path) -> dict:
     }
 
 
+@user_errors
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", type=Path, nargs="+", required=True)
@@ -91,10 +93,12 @@ def main() -> None:
     parser.add_argument("--nproc", type=int, default=2, help="processes (1 thread each)")
     parser.add_argument("--set", nargs="*", default=[], help="overrides for every config")
     parser.add_argument("--json", type=Path, help="write the rows here")
+    parser.add_argument("--force", action="store_true", help="replace an earlier --json")
     args = parser.parse_args()
     for path in [*args.configs, args.train, args.valid]:
         if not path.is_file():
             sys.exit(f"error: {path}: no such file")
+    refuse_overwrite([args.json], args.force)  # before minutes of training, not after
 
     with tempfile.TemporaryDirectory(prefix="bench_train_recipe_") as tmp:
         # one folder per position: recipes/mini/conf/local.yaml and recipes/digits/conf/local.yaml

@@ -19,15 +19,16 @@ and batch size `train.max_frames`) instead of the listener x attention grid:
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from asrkit.cli.common import user_errors
 from asrkit.config import ExperimentConfig, apply_overrides, load_yaml
 from asrkit.features import Fbank, load_audio
+from asrkit.io import atomic_write_json, refuse_overwrite
 from asrkit.model.attention import REGISTRY, resolve_kind
 from asrkit.model.las import LAS, Batch
 from asrkit.tokenizer import CharTokenizer
@@ -117,6 +118,7 @@ def measure(model: LAS, batches: list[Batch], steps: int) -> tuple[float, float]
     return audio / cpu, audio / wall
 
 
+@user_errors
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -132,11 +134,13 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", type=Path, help="time these YAML configs")
     parser.add_argument("--set", nargs="+", default=[], help="overrides for every config")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--force", action="store_true", help="replace an earlier --json")
     args = parser.parse_args()
+    refuse_overwrite([args.json], args.force)
     if args.configs:
         rows = time_configs(args)
         if args.json:
-            args.json.write_text(json.dumps(rows, indent=2) + "\n")
+            atomic_write_json(args.json, rows)
         return
 
     torch.set_num_threads(args.threads)
@@ -172,7 +176,7 @@ def main() -> None:
                 f"{listener:24} {kind:10} {params / 1e6:7.2f}M {cpu:10.1f} {wall:10.1f}", flush=True
             )
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+        atomic_write_json(args.json, rows)
 
 
 def time_configs(args: argparse.Namespace) -> list[dict]:
