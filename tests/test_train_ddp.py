@@ -3,7 +3,6 @@ process on whole batches, and score the dev set as 1 process does."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,29 +51,33 @@ def _run(model: torch.nn.Module, params: list[torch.nn.Parameter], batches: list
     return progress.audio_seconds
 
 
-def _worker(rank: int, port: int, out: str) -> None:
+def _join(rank: int, out: str) -> None:
+    # A file store beside the output. With TCP on a port picked beforehand (which another
+    # process may take before rank 0 listens), about 1 run of this file in 15-30 lost a rank to
+    # SIGABRT ("terminate called without an active exception"), at least once within a second
+    # of the first test's start; a file store has no port to lose.
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    dist.init_process_group("gloo", init_method=f"file://{out}.store", rank=rank, world_size=2)
+
+
+def _worker(rank: int, out: str) -> None:
+    _join(rank, out)
     try:
         model = tiny_model("location", seed=0)
         ddp = wrap(model, DistInfo(rank=rank, world_size=2), "cpu")
         audio = _run(ddp, list(model.parameters()), [_halves(s)[rank] for s in range(STEPS)])
         if rank == 0:
             torch.save({"state": model.state_dict(), "audio_seconds": audio}, out)
+        # Leave together, as the trainer does (run.py), rather than tear gloo down under a peer.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.slow
 def test_two_gloo_processes_match_one_process_on_the_combined_batch(tmp_path: Path) -> None:
     out = tmp_path / "ddp.pt"
-    mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(str(out),), nprocs=2, join=True)
     model = tiny_model("location", seed=0)
     audio = _run(model, list(model.parameters()), [_joined(*_halves(s)) for s in range(STEPS)])
     saved = torch.load(out)
@@ -107,13 +110,13 @@ def _evaluate(batches: list[Batch], reduce: Callable[[list[float]], list[float]]
     return evaluate(model, batches, tokenizer, decode, device="cpu", reduce=reduce)
 
 
-def _eval_worker(rank: int, port: int, out: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+def _eval_worker(rank: int, out: str) -> None:
+    _join(rank, out)
     try:
         share = _dev_batches()[rank::2]  # 3 batches on rank 0, 2 on rank 1
         result = _evaluate(share, lambda counts: sum_all(counts))
         torch.save(result, f"{out}.{rank}")
+        dist.barrier()  # leave together (see _worker)
     finally:
         dist.destroy_process_group()
 
@@ -121,7 +124,7 @@ def _eval_worker(rank: int, port: int, out: str) -> None:
 @pytest.mark.slow
 def test_two_ranks_scoring_halves_of_the_dev_set_report_the_whole_set(tmp_path: Path) -> None:
     out = tmp_path / "eval"
-    mp.spawn(_eval_worker, args=(_free_port(), str(out)), nprocs=2, join=True)
+    mp.spawn(_eval_worker, args=(str(out),), nprocs=2, join=True)
     whole = _evaluate(_dev_batches(), lambda counts: counts)
     alone = _evaluate(_dev_batches()[0::2], lambda counts: counts)
     assert alone != whole  # one rank's share alone scores differently
