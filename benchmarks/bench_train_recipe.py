@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from rich.table import Table
 
 from asrkit.cli.common import user_errors
 from asrkit.config import apply_overrides, load_yaml
-from asrkit.io import atomic_write_json, read_jsonl, refuse_overwrite
+from asrkit.io import UserError, atomic_write_json, read_jsonl, refuse_overwrite
 
 CPU_TRAIN = Path(__file__).resolve().parents[1] / "recipes" / "common" / "cpu_train.sh"
 
@@ -68,7 +67,7 @@ def run_config(config: Path, args: argparse.Namespace, run_dir: Path) -> dict:
     with log.open("w") as out:
         done = subprocess.run(train_command(config, args, exp), env=env, stdout=out, stderr=out)
     if done.returncode != 0:
-        sys.exit(f"error: training {config} failed (exit {done.returncode}); see {log}")
+        raise UserError(f"training {config} failed (exit {done.returncode}); see {log}")
     result = json.loads((exp / "train_result.json").read_text())
     return {
         "config": str(config),
@@ -97,7 +96,7 @@ def main() -> None:
     args = parser.parse_args()
     for path in [*args.configs, args.train, args.valid]:
         if not path.is_file():
-            sys.exit(f"error: {path}: no such file")
+            raise UserError(f"{path}: no such file")
     refuse_overwrite([args.json], args.force)  # before minutes of training, not after
 
     with tempfile.TemporaryDirectory(prefix="bench_train_recipe_") as tmp:
