@@ -188,6 +188,11 @@ class OptimConfig:
 class TrainConfig:
     max_epochs: int = 30
     max_minutes: float = 0.0  # 0 = no time budget
+    # Stop after this many optimizer steps (0 = no limit), as the time budget stops: mid-epoch
+    # with a partial validation, at an epoch's end with a full one. A budget-stopped run is
+    # repeated on another host by setting this to its train_result.json "steps". A stop, not a
+    # schedule length: the learning-rate schedule still spans max_epochs.
+    max_steps: int = 0
     max_frames: int = 20000  # batch size in input frames (sum over the batch, after padding)
     max_utt_seconds: float = 30.0  # longer training utterances are skipped (and counted)
     sampling_prob: float = 0.0  # scheduled sampling: final probability of feeding predictions
@@ -208,6 +213,10 @@ class TrainConfig:
     plot_utterances: int = 3  # dev utterances whose attention is plotted each epoch
     log_every: int = 10  # steps between metrics.jsonl lines
     plot_every: int = 1  # epochs between attention/health/curve plots; 0 = no plots
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 0:
+            raise ConfigError(f"train.max_steps must be >= 0, got {self.max_steps}")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Small I/O helpers shared by every command: atomic writes and JSON lines.
+"""Small I/O helpers shared by every command: atomic writes, JSON lines and file digests.
 
 A killed process must never leave a half-written file that looks finished, so every output
 goes to a temporary file in the same folder and is renamed into place (rename is atomic on
@@ -7,6 +7,7 @@ POSIX filesystems).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -99,3 +100,12 @@ def ensure_writable_dir(path: Path) -> Path:
     if not os.access(path, os.W_OK):
         raise UserError(f"{path}: folder is not writable")
     return path
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -105,7 +105,13 @@ def test_results_table_is_generated_from_reports(tmp_path: Path) -> None:
     (report_dir / "report.json").write_text(
         json.dumps({**report, "rtf": 0.05, "decode": {"beam": 4, "ctc_weight": 0.3}})
     )
-    trained = {"epochs": 23, "train_minutes": 9.96, "threads": 1, "audio_seconds_per_second": 160.4}
+    trained = {
+        "epochs": 23,
+        "steps": 4071,
+        "train_minutes": 9.96,
+        "threads": 1,
+        "audio_seconds_per_second": 160.4,
+    }
     (report_dir.parents[1] / "train_result.json").write_text(json.dumps(trained))
     config = "attention: {kind: local}\ntrain: {guide_weight: 0.5}\n"
     (report_dir.parents[1] / "config.yaml").write_text(config)
@@ -118,7 +124,7 @@ def test_results_table_is_generated_from_reports(tmp_path: Path) -> None:
     subprocess.run(cmd, check=True, capture_output=True)
     assert (
         "| digits_global | local | bpe (5) | 0.5 | test | 4 | 0.3 | 3.10 | 1.20 | 10.0 | 200 | 800 "
-        "| 23 | 10.0 | 1 | 160 | 0.050 |" in out.read_text()
+        "| 23 | 4071 | 10.0 | 1 | 160 | 0.050 |" in out.read_text()
     )
 
 

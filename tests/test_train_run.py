@@ -15,7 +15,7 @@ from train_corpus import write_corpus
 from asrkit.checkpoint import load_checkpoint, load_model
 from asrkit.config import ExperimentConfig
 from asrkit.data.manifest import read_manifest
-from asrkit.io import UserError
+from asrkit.io import UserError, file_sha256
 from asrkit.testing import tiny_config
 from asrkit.training import checkpoints as keeper_module
 from asrkit.training.run import _interrupt_flag, train
@@ -93,6 +93,12 @@ def test_resume_continues_exactly(corpus, tmp_path):
     _assert_same(_weights(tmp_path / "straight"), _weights(tmp_path / "split"))
     rows = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
     assert sum('"dev"' in r for r in rows) == 4
+    # Each session is on record, with the data it read (a resume may run on another host).
+    sessions = json.loads((tmp_path / "split" / "provenance.json").read_text())["sessions"]
+    assert len(sessions) == 2 and sessions[0]["torch"] == torch.__version__
+    assert sessions[1]["processes"] == 1 and sessions[1]["device"] == "cpu"
+    train_data = sessions[1]["data"]["train"]
+    assert train_data["sha256"] == file_sha256(corpus[0]) and train_data["utterances"] == 48
 
 
 def test_a_time_budget_stops_mid_epoch_and_resumes_exactly(corpus, tmp_path):
@@ -113,6 +119,8 @@ def test_an_experiment_folder_with_a_run_is_refused(corpus, tmp_path):
         _train(corpus, exp, ["train.max_epochs=1"])
     result = _train(corpus, exp, ["train.max_epochs=1"], force=True)
     assert result.epochs == 1
+    provenance = json.loads((exp / "provenance.json").read_text())
+    assert len(provenance["sessions"]) == 1  # the replaced run's record went with it
     with pytest.raises(UserError, match=r"another config.*speller.hidden"):
         _train(corpus, exp, ["train.max_epochs=2", "speller.hidden=48"], resume=True)
     with pytest.raises(UserError, match=r"nothing to resume"):
@@ -210,3 +218,29 @@ def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_130(corpus, tmp_path):
     assert "interrupted" in err and "--resume" in err
     saved = load_checkpoint(exp / "checkpoints" / "last.pt")["train_state"]
     assert saved["progress"]["step"] >= 1
+
+
+def test_max_steps_mid_epoch_stops_as_a_budget_would_and_resumes_exactly(corpus, tmp_path):
+    straight = _train(corpus, tmp_path / "straight", ["train.max_epochs=2"])
+    stopped = _train(corpus, tmp_path / "split", ["train.max_epochs=2", "train.max_steps=2"])
+    assert straight.steps > 4 and stopped.stop_reason == "max-steps" and stopped.steps == 2
+    assert (tmp_path / "split" / "final.pt").is_file()
+    rows = [json.loads(r) for r in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["partial"] for r in rows if r["kind"] == "dev"] == [True]  # validated at the stop
+    _train(corpus, tmp_path / "split", ["train.max_epochs=2", "train.max_steps=0"], resume=True)
+    _assert_same(_weights(tmp_path / "straight"), _weights(tmp_path / "split"))
+
+
+def test_max_steps_on_an_epochs_last_step_ends_that_epoch_whole(corpus, tmp_path):
+    """The stop a budget makes when it runs out during validation: no partial epoch."""
+    one_epoch = _train(corpus, tmp_path / "one", ["train.max_epochs=1"])
+    steps = one_epoch.steps
+    exp = tmp_path / "steps"
+    stopped = _train(corpus, exp, ["train.max_epochs=2", f"train.max_steps={steps}"])
+    assert stopped.stop_reason == "max-steps" and (stopped.epochs, stopped.steps) == (1, steps)
+    assert [p.name for p in (exp / "checkpoints").glob("epoch-*.pt")] == ["epoch-1.pt"]
+    _assert_same(_weights(tmp_path / "one"), _weights(exp))
+    again = _train(corpus, exp, ["train.max_epochs=2", f"train.max_steps={steps}"], resume=True)
+    assert again.stop_reason == "max-steps" and (again.epochs, again.steps) == (1, steps)
+    rows = [json.loads(r) for r in (exp / "metrics.jsonl").read_text().splitlines()]
+    assert [r["partial"] for r in rows if r["kind"] == "dev"] == [False]  # nothing trained again

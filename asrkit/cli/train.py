@@ -27,6 +27,13 @@ def train_command(
     max_minutes: Annotated[
         float | None, typer.Option("--max-minutes", help="Stop cleanly after this many minutes.")
     ] = None,
+    max_steps: Annotated[
+        int | None,
+        typer.Option(
+            "--max-steps",
+            help="Stop after this many optimizer steps (repeats a budget-stopped run's steps).",
+        ),
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue exactly from EXP_DIR/checkpoints/last.pt.")
     ] = False,
@@ -48,6 +55,7 @@ def train_command(
     options = [f"attention.kind={attention}"] if attention else []
     options += [f"train.max_epochs={max_epochs}"] if max_epochs is not None else []
     options += [f"train.max_minutes={max_minutes}"] if max_minutes is not None else []
+    options += [f"train.max_steps={max_steps}"] if max_steps is not None else []
     result = run_training(
         load_yaml(config),
         train,

@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Iterable
@@ -33,7 +32,7 @@ from asrkit.config import FeaturesConfig, to_dict
 from asrkit.data.manifest import Utterance, read_manifest
 from asrkit.data.parallel import parallel_map
 from asrkit.features import CMVNAccumulator, CMVNStats, Fbank, load_audio
-from asrkit.io import UserError, atomic_open, atomic_write_json, ensure_writable_dir
+from asrkit.io import UserError, atomic_open, atomic_write_json, ensure_writable_dir, file_sha256
 
 _FBANKS: dict[FeaturesConfig, Fbank] = {}  # one filterbank per process and config
 
@@ -49,10 +48,6 @@ def cmvn_path(manifest: Path) -> Path:
     """`<name>.cmvn.json` beside `manifest`."""
     manifest = Path(manifest)
     return manifest.with_name(f"{manifest.name.removesuffix('.jsonl')}.cmvn.json")
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def featurize(audio: str, features: FeaturesConfig) -> Tensor:
@@ -95,7 +90,7 @@ class FeatureStore:
             return None
         if meta.get("features") != to_dict(features):
             return None
-        if meta.get("manifest_sha256") != _sha256(Path(manifest)):
+        if meta.get("manifest_sha256") != file_sha256(Path(manifest)):
             return None
         index = {k: (int(v[0]), int(v[1])) for k, v in meta["utts"].items()}
         return cls(npy, index, features)
@@ -178,7 +173,7 @@ def compute_features(
         raw.unlink(missing_ok=True)
     atomic_write_json(
         idx,
-        {"features": to_dict(features), "manifest_sha256": _sha256(manifest), "utts": index},
+        {"features": to_dict(features), "manifest_sha256": file_sha256(manifest), "utts": index},
     )
     return npy
 

@@ -22,13 +22,14 @@ from asrkit.tokenizer import CharTokenizer, Tokenizer, load_tokenizer
 RESUMABLE_CHANGES = (
     "train.max_epochs",
     "train.max_minutes",
+    "train.max_steps",
     "train.patience",
     "train.num_workers",
     "train.log_every",
     "train.plot_utterances",
     "train.align_check_steps",
 )
-OUTPUTS = ("checkpoints", "plots", "final.pt", "metrics.jsonl", "config.yaml")
+OUTPUTS = ("checkpoints", "plots", "final.pt", "metrics.jsonl", "config.yaml", "provenance.json")
 
 
 def check_exp_dir(exp_dir: Path, resume: bool, force: bool, is_main: bool) -> None:

@@ -2,8 +2,8 @@
 
 The epoch loop is plain: train on the epoch's batches (`loop.train_one_epoch`), evaluate on the
 dev set, plot, keep checkpoints, stop early when the dev WER stops improving. A time budget,
-Ctrl-C or the end of the epochs all end the same way: last.pt is saved (resumable), the kept
-checkpoints are averaged into final.pt.
+a step limit, Ctrl-C or the end of the epochs all end the same way: last.pt is saved
+(resumable), the kept checkpoints are averaged into final.pt.
 
 Example:
     >>> result = train(load_yaml(Path("recipes/digits/conf/global.yaml")),
@@ -53,6 +53,7 @@ from asrkit.training.experiment import (
 )
 from asrkit.training.health import plot_curves
 from asrkit.training.loop import Optimisation, Progress
+from asrkit.training.provenance import append_session, session_record
 from asrkit.training.schedule import build_optimizer
 
 
@@ -67,7 +68,7 @@ class TrainResult:
             finished).
         epochs: epochs completed; steps: optimizer steps.
         audio_seconds_per_second: training throughput (audio seconds per wall second).
-        stop_reason: "done", "early-stop", "budget" or "interrupted".
+        stop_reason: "done", "early-stop", "budget", "max-steps" or "interrupted".
         train_minutes: wall time of the training steps (validation excluded).
         threads: torch CPU threads of the run, over all its processes under DDP (what the
             throughput was measured with).
@@ -145,6 +146,9 @@ def _train(
         save_yaml(cfg, exp_dir / "config.yaml")
         data.tokenizer.save(exp_dir / "tokenizer.json")
         data.cmvn.save(exp_dir / "cmvn.json")
+    if info.is_main:
+        record = session_record(train_manifest, valid_manifest, info.world_size, device)
+        append_session(exp_dir, record)
 
     _seed_everything(cfg.train.seed)
     model = LAS(cfg, data.tokenizer.vocab_size)
@@ -182,24 +186,36 @@ def _train(
 def _epochs(
     ctx: EpochContext, keeper: CheckpointKeeper, progress: Progress, state: RunState
 ) -> str:
-    """Run epochs until done, early stop, budget or Ctrl-C; returns the stop reason."""
+    """Run epochs until done, early stop, budget, max_steps or Ctrl-C; returns the reason."""
     budget = ctx.cfg.train.max_minutes * 60
+    max_steps = ctx.cfg.train.max_steps
     started = time.monotonic()
+    if max_steps and progress.step >= max_steps:  # resumed with no steps left to take
+        return "max-steps"
     with _interrupt_flag() as interrupted:
 
         def should_stop() -> bool:
             over = budget > 0 and time.monotonic() - started > budget
+            over = over or bool(max_steps and progress.step >= max_steps)
             return distributed.any_rank(over or interrupted.is_set(), ctx.info, ctx.device)
 
+        def reason() -> str:
+            if interrupted.is_set():
+                return "interrupted"
+            return "max-steps" if max_steps and progress.step >= max_steps else "budget"
+
         while progress.epoch < ctx.cfg.train.max_epochs:
-            if not run_epoch(ctx, progress, should_stop):
+            finished = run_epoch(ctx, progress, should_stop)
+            # A stop after the epoch's last batch is a stop at its end: the full path below, so
+            # max_steps there repeats a budget that ran out during that epoch's validation.
+            if not finished and (interrupted.is_set() or not _epoch_complete(ctx, progress)):
                 if not interrupted.is_set():
-                    # Budget spent mid-epoch: the weights so far also compete for final.pt.
+                    # Stopped mid-epoch: the weights so far also compete for final.pt.
                     # fork_rng: validation must not move the RNG that resume restores.
                     with torch.random.fork_rng():
                         end_of_epoch(ctx, keeper, progress, state, partial=True)
                 _save_last(ctx, keeper, progress, state)  # mid-epoch: resume skips done batches
-                return "interrupted" if interrupted.is_set() else "budget"
+                return reason()
             improved = end_of_epoch(ctx, keeper, progress, state)
             state.bad_epochs = 0 if improved else state.bad_epochs + 1
             progress.epoch += 1
@@ -208,9 +224,14 @@ def _epochs(
             _save_last(ctx, keeper, progress, state)
             if ctx.cfg.train.patience and state.bad_epochs >= ctx.cfg.train.patience:
                 return "early-stop"
-            if should_stop():
-                return "interrupted" if interrupted.is_set() else "budget"
+            if not finished or should_stop():
+                return reason()
     return "done"
+
+
+def _epoch_complete(ctx: EpochContext, progress: Progress) -> bool:
+    """True if this rank has trained on every batch of the current epoch."""
+    return progress.batch >= ctx.sampler.start + len(ctx.sampler)
 
 
 def _finish(
@@ -243,6 +264,7 @@ def _finish(
             "done": "training finished",
             "early-stop": f"stopped early: no better dev epoch for {ctx.cfg.train.patience} epochs",
             "budget": f"stopped at the time budget ({ctx.cfg.train.max_minutes:g} min)",
+            "max-steps": f"stopped at train.max_steps ({ctx.cfg.train.max_steps})",
             "interrupted": "interrupted: progress saved",
         }
         console.print(
