@@ -143,6 +143,14 @@ class SpecAugmentConfig:
     noise_bursts: int = 0
     noise_burst_width: int = 10
     noise_burst_db: tuple[float, ...] = (-10.0, 5.0)
+    # Stationary background noise (as Kaldi's MUSAN or SpeechBrain's AddNoise recipes, but
+    # synthesised): with probability `noise_prob` an utterance gets Gaussian noise over all its
+    # frames at an SNR in dB drawn from `noise_snr` (low, high) against the utterance's mean
+    # power, with a spectrum that tilts linearly over the mel bins by a slope in dB drawn from
+    # +-`noise_tilt_db` (dull to bright). Added in the power domain. Empty disables it.
+    noise_snr: tuple[float, ...] = ()
+    noise_prob: float = 0.5
+    noise_tilt_db: float = 12.0
     # Piecewise tempo perturbation (pitch and spectra kept): the utterance is cut at random
     # frames into pieces of about `tempo_piece_frames` frames and each piece is stretched in
     # time by its own factor, log-uniform in `tempo_range` (low, high), so one word is drawn
@@ -161,6 +169,14 @@ class SpecAugmentConfig:
         low_high = self.noise_burst_db
         if len(low_high) != 2 or low_high[0] > low_high[1]:
             raise ConfigError(f"specaug.noise_burst_db must be [low, high], got {list(low_high)}")
+        snr = self.noise_snr
+        if snr and (len(snr) != 2 or snr[0] > snr[1]):
+            raise ConfigError(f"specaug.noise_snr must be [] or [low, high], got {list(snr)}")
+        if not 0.0 <= self.noise_prob <= 1.0 or self.noise_tilt_db < 0:
+            raise ConfigError(
+                "specaug.noise_prob must be in [0, 1] and specaug.noise_tilt_db >= 0, got "
+                f"{self.noise_prob} and {self.noise_tilt_db}"
+            )
         tempo = self.tempo_range
         if tempo and (len(tempo) != 2 or not 0.0 < tempo[0] <= tempo[1]):
             raise ConfigError(

@@ -1,6 +1,8 @@
-"""SpecAugment, noise bursts and speed perturbation: shapes, fill values, levels, repeatability."""
+"""SpecAugment, background noise, noise bursts, speed perturbation: shapes, levels, repeats."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -8,6 +10,7 @@ import torch
 from asrkit.config import ConfigError, SpecAugmentConfig
 from asrkit.data.specaug import (
     SpecAugment,
+    background_noise,
     draw_speed,
     freq_warp,
     noise_burst,
@@ -179,3 +182,34 @@ def test_tempo_pieces_are_part_of_specaugment_and_repeatable() -> None:
         SpecAugmentConfig(tempo_range=(1.5, 0.5))
     with pytest.raises(ConfigError, match="tempo_piece_frames must be >= 1"):
         SpecAugmentConfig(tempo_range=(0.5, 1.5), tempo_piece_frames=0)
+
+
+def test_background_noise_has_the_drawn_snr_and_a_tilt_within_its_bound() -> None:
+    power = torch.full((400, 80), 2.0).log()  # every cell at power 2
+    tilts = []
+    for seed, snr in enumerate((20.0, 10.0, 0.0, 15.0)):
+        out = background_noise(power, (snr, snr), 12.0, _gen(seed))
+        assert bool((out >= power).all())  # noise never lowers a cell
+        added = out.double().exp() - 2.0
+        # the noise's mean power is the utterance's mean power over 10^(snr / 10)
+        assert float(added.mean()) == pytest.approx(2.0 / 10 ** (snr / 10), rel=0.03)
+        tilts.append(10 * math.log10(float(added[:, -4:].mean() / added[:, :4].mean())))
+    assert all(abs(t) < 12.5 for t in tilts) and max(tilts) - min(tilts) > 3.0  # drawn, bounded
+    flat = background_noise(power, (10.0, 10.0), 0.0, _gen(0)).double().exp() - 2.0
+    assert float(flat[:, -4:].mean() / flat[:, :4].mean()) == pytest.approx(1.0, rel=0.05)
+
+
+def test_background_noise_is_off_unless_configured_and_follows_noise_prob() -> None:
+    feats = torch.randn(120, 80)
+    plain = SpecAugmentConfig(freq_masks=0, time_masks=0)
+    assert torch.equal(SpecAugment(plain, feats[0])(feats, _gen(2)), feats)
+    never = SpecAugmentConfig(freq_masks=0, time_masks=0, noise_snr=(10.0, 30.0), noise_prob=0.0)
+    assert torch.equal(SpecAugment(never, feats[0])(feats, _gen(2)), feats)
+    always = SpecAugmentConfig(freq_masks=0, time_masks=0, noise_snr=(10.0, 30.0), noise_prob=1.0)
+    noisy = SpecAugment(always, feats[0])
+    assert bool((noisy(feats, _gen(2)) > feats).all())
+    assert torch.equal(noisy(feats, _gen(2)), noisy(feats, _gen(2)))  # repeatable per seed
+    with pytest.raises(ConfigError, match=r"noise_snr must be \[\] or \[low, high\]"):
+        SpecAugmentConfig(noise_snr=(30.0, 10.0))
+    with pytest.raises(ConfigError, match=r"noise_prob must be in \[0, 1\]"):
+        SpecAugmentConfig(noise_prob=1.5)

@@ -1,4 +1,5 @@
-"""SpecAugment (Park et al., 2019), noise bursts and speed perturbation, driven by one generator.
+"""SpecAugment (Park et al., 2019), background noise, noise bursts and speed perturbation,
+driven by one generator.
 
 Every random draw goes through a `torch.Generator` that the dataset seeds from
 `(seed, epoch, utterance index)`, so an augmented epoch is the same whatever the number of
@@ -35,7 +36,7 @@ def _randint(low: int, high: int, generator: torch.Generator) -> int:
 
 
 class SpecAugment:
-    """Tempo pieces, time warp, VTLP, noise bursts, frequency and time masks on one utterance.
+    """Tempo pieces, time warp, VTLP, background noise, noise bursts, frequency and time masks.
 
     Args:
         cfg: mask counts and widths.
@@ -60,6 +61,9 @@ class SpecAugment:
             feats = time_warp(feats, cfg.time_warp, generator)
         if cfg.freq_warp > 0:
             feats = freq_warp(feats, cfg.freq_warp, generator)
+        # Drawn only when enabled, so configs without it keep their random streams.
+        if cfg.noise_snr and float(torch.rand(1, generator=generator)) < cfg.noise_prob:
+            feats = background_noise(feats, cfg.noise_snr, cfg.noise_tilt_db, generator)
         for _ in range(cfg.noise_bursts):
             feats = noise_burst(feats, cfg.noise_burst_width, cfg.noise_burst_db, generator)
         for _ in range(cfg.freq_masks):
@@ -140,6 +144,33 @@ def freq_warp(feats: Tensor, max_warp: float, generator: torch.Generator) -> Ten
     high = (low + 1).clamp(max=bins - 1)
     frac = (source - low.float()).to(feats.dtype)
     return feats[:, low] * (1.0 - frac) + feats[:, high] * frac
+
+
+def background_noise(
+    feats: Tensor, snr_db: tuple[float, ...], max_tilt_db: float, generator: torch.Generator
+) -> Tensor:
+    """Add stationary Gaussian noise to log-mel `feats` (T, F) -> (T, F), in power.
+
+    The noise's mean power over all cells is the utterance's mean power divided by
+    10^(SNR / 10), SNR uniform in `snr_db`; across the bins its level ramps linearly in dB by
+    a tilt uniform in +-`max_tilt_db` (mean power kept), and each cell's power is exponential
+    around its bin's level (the power of Gaussian noise). log(exp(x) + noise) never lowers a
+    cell, and relative levels make it independent of the features' absolute scale.
+    """
+    frames, bins = feats.shape
+    if frames == 0:
+        return feats.clone()
+    low, high = snr_db
+    snr = low + (high - low) * float(torch.rand(1, generator=generator))
+    tilt = max_tilt_db * (2.0 * float(torch.rand(1, generator=generator)) - 1.0)
+    db_to_log = math.log(10.0) / 10.0
+    # the tilt's shape in natural-log power, shifted so that its mean power over bins is 1
+    shape = torch.linspace(0.0, tilt, bins, dtype=torch.float64) * db_to_log
+    shape = shape - (torch.logsumexp(shape, dim=0) - math.log(bins))
+    log_mean = torch.logsumexp(feats.double().flatten(), dim=0) - math.log(frames * bins)
+    level = log_mean - snr * db_to_log + shape  # (F,)
+    draws = torch.empty(frames, bins, dtype=torch.float64).exponential_(generator=generator)
+    return torch.logaddexp(feats.double(), level + draws.log()).to(feats.dtype)
 
 
 def noise_burst(
