@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from asrkit.io import UserError, ensure_writable_dir
+from asrkit.io import UserError, ensure_writable_dir, file_sha256
 from asrkit.scoring.compare import compare_with, print_comparison, write_comparison
 from asrkit.scoring.formats import read_transcripts
 from asrkit.scoring.health import HealthFlags, attention_health
@@ -225,7 +225,10 @@ def score_decoded(
         meta={
             "mode": "model",
             "model": str(decoded.loaded.path),
+            # the exact files scored, so a report can be matched to its model and test set
+            "model_sha256": file_sha256(decoded.loaded.path),
             "manifest": str(decoded.manifest),
+            "manifest_sha256": file_sha256(decoded.manifest),
             "device": decoded.device,
             "decode": _jsonable(asdict(decoded.search)),
             "feature_normalisation": _feature_normalisation(decoded.loaded, utts),

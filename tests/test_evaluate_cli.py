@@ -92,6 +92,7 @@ def test_compare(files, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_model_mode(tmp_path: Path) -> None:
     from asrkit.checkpoint import save_checkpoint
+    from asrkit.io import file_sha256
     from asrkit.testing import tiny_config, tiny_model
     from asrkit.tokenizer import SPECIALS, CharTokenizer
 
@@ -115,6 +116,8 @@ def test_model_mode(tmp_path: Path) -> None:
     assert report["num_utterances"] == 3 and report["num_words"] == 5
     assert report["rtf"] is not None and report["rtf"] > 0 and report["mode"] == "model"
     assert report["health"] is not None
+    assert report["model_sha256"] == file_sha256(tmp_path / "exp" / "final.pt")
+    assert report["manifest_sha256"] == file_sha256(manifest)
     rows = [json.loads(line) for line in (out / "utterances.jsonl").read_text().splitlines()]
     assert all(r["speaker"] in ("spk0", "spk1") and r["duration"] for r in rows)
     pngs = sorted((out / "plots").glob("*.png"))
