@@ -5,7 +5,9 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from asrkit.data.manifest import read_manifest
 from asrkit.io import UserError, file_sha256
 from asrkit.testing import tiny_config
 from asrkit.training import checkpoints as keeper_module
+from asrkit.training.provenance import git_state
 from asrkit.training.run import _interrupt_flag, train
 
 FAST = [
@@ -244,3 +247,21 @@ def test_max_steps_on_an_epochs_last_step_ends_that_epoch_whole(corpus, tmp_path
     assert again.stop_reason == "max-steps" and (again.epochs, again.steps) == (1, steps)
     rows = [json.loads(r) for r in (exp / "metrics.jsonl").read_text().splitlines()]
     assert [r["partial"] for r in rows if r["kind"] == "dev"] == [False]  # nothing trained again
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_the_git_commit_is_recorded_only_for_a_tracked_package(tmp_path):
+    assert git_state(tmp_path) is None  # not a checkout
+    repo = tmp_path / "repo"
+    (repo / "pkg").mkdir(parents=True)
+    (repo / "pkg" / "__init__.py").write_text("")
+    (repo / "README").write_text("x")
+    for args in (["init", "-q"], ["add", "README"], ["-c", "user.name=t", "-c", "user.email=t@t",
+                 "commit", "-q", "-m", "x"]):  # fmt: skip
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+    assert git_state(repo / "pkg") is None  # inside a repository, but not part of it
+    subprocess.run(["git", "-C", str(repo), "add", "pkg"], check=True, capture_output=True)
+    state = git_state(repo / "pkg")
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()  # fmt: skip
+    assert state == {"commit": head, "dirty": True}  # tracked now, and not yet committed

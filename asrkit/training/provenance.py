@@ -48,8 +48,13 @@ def host_description() -> str:
 
 
 def git_state(folder: Path) -> dict[str, Any] | None:
-    """`{"commit", "dirty"}` of the git checkout holding `folder`, or None outside one."""
+    """`{"commit", "dirty"}` of the git checkout holding the package in `folder`, else None.
+
+    The package's `__init__.py` must be tracked there: a wheel installed into a virtual
+    environment inside some other repository must not report that repository's commit.
+    """
     try:
+        _git(folder, "ls-files", "--error-unmatch", "__init__.py")
         commit = _git(folder, "rev-parse", "HEAD")
         changes = _git(folder, "status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
