@@ -80,6 +80,32 @@ class _Beams:
     ctc: CTCPrefixState | None
 
 
+def _initial_beams(
+    enc_lengths: Tensor, scorer: CTCPrefixScorer | None, opts: DecodeOptions
+) -> _Beams:
+    """K rows per utterance (B*K), only the first live, with their length limits."""
+    batch, k, device = enc_lengths.shape[0], opts.beam, enc_lengths.device
+    rows = torch.arange(batch, device=device).repeat_interleave(k)  # (B*K,)
+    min_len, max_len = length_limits(enc_lengths[rows], opts)
+    if scorer is not None:  # CTC emits at most one label per frame
+        max_len = max_len.minimum(enc_lengths[rows])
+        min_len = min_len.minimum(max_len)
+    # Scores in float64: over hundreds of steps float32 sums blur near-ties (eps 3e-5 at
+    # -400), and which of two near-equal prefixes survives would depend on padding.
+    first = torch.full((batch, k), NEG_INF, dtype=torch.float64, device=device)
+    first[:, 0] = 0.0  # only one live beam at the start, so the K expansions differ
+    empty = torch.zeros(batch * k, 0, dtype=torch.long, device=device)
+    return _Beams(
+        items=list(range(batch)),
+        scores=first.view(-1),
+        recent=empty,
+        runs=repeat_runs(empty, opts.repeat_ngram),
+        min_len=min_len,
+        max_len=max_len,
+        ctc=scorer.initial_state() if scorer is not None else None,
+    )
+
+
 def beam_search(
     model: LAS,
     feats: Tensor,
@@ -107,31 +133,13 @@ def beam_search(
     with eval_mode(model):
         enc, enc_lengths, mem = encode(model, feats, feat_lengths, encoded)
         batch = feats.shape[0]
-        rows = torch.arange(batch, device=feats.device).repeat_interleave(k)  # (B*K,)
         mem = mem.shared(k)  # the K beams of an utterance read its frames, not K copies
         state = model.speller.initial_state(mem)
         ctc_lp = model.ctc_log_probs(enc) if opts.ctc_weight > 0 else None
         scorer = None
         if ctc_lp is not None:
             scorer = CTCPrefixScorer(ctc_lp, enc_lengths, opts.ctc_window, group=k)
-        min_len, max_len = length_limits(enc_lengths[rows], opts)
-        if scorer is not None:  # CTC emits at most one label per frame
-            max_len = max_len.minimum(enc_lengths[rows])
-            min_len = min_len.minimum(max_len)
-        # Scores in float64: over hundreds of steps float32 sums blur near-ties (eps 3e-5
-        # at -400), and which of two near-equal prefixes survives would depend on padding.
-        first = torch.full((batch, k), NEG_INF, dtype=torch.float64, device=feats.device)
-        first[:, 0] = 0.0  # only one live beam at the start, so the K expansions differ
-        empty = torch.zeros(batch * k, 0, dtype=torch.long, device=feats.device)
-        beams = _Beams(
-            items=list(range(batch)),
-            scores=first.view(-1),
-            recent=empty,
-            runs=repeat_runs(empty, opts.repeat_ngram),
-            min_len=min_len,
-            max_len=max_len,
-            ctc=scorer.initial_state() if scorer is not None else None,
-        )
+        beams = _initial_beams(enc_lengths, scorer, opts)
         ended: list[list[_Ended]] = [[] for _ in range(batch)]
         trail = _Trail([], [], [], [])
         prev = torch.full((batch * k,), EOS_ID, dtype=torch.long, device=feats.device)

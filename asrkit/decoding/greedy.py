@@ -85,13 +85,9 @@ def greedy_search(
             ended = token == EOS_ID
             for row in ended.nonzero().squeeze(1).tolist():
                 item = int(items[row])
-                tokens = history[row, :-1].tolist()
-                lps = step_log_probs[item]
-                score = normalized(sum(lps), len(tokens), opts.length_penalty)
-                weights = torch.stack(step_weights[item])  # (U+1, T')
-                results[item] = build_hypothesis(
-                    tokens, lps[:-1], weights, int(enc_lengths[item]), score, tokenizer
-                )
+                tokens, frames = history[row, :-1].tolist(), int(enc_lengths[item])
+                lps, weights = step_log_probs[item], step_weights[item]
+                results[item] = _hypothesis(tokens, lps, weights, frames, opts, tokenizer)
             state, prev = out.state, token
             if bool(ended.any()):  # drop finished rows; copying memory only when needed
                 keep = (~ended).nonzero().squeeze(1)
@@ -100,3 +96,17 @@ def greedy_search(
                 state = reorder_state(state, keep)
                 mem = mem.index_select(keep)
     return [hyp for hyp in results if hyp is not None]
+
+
+def _hypothesis(
+    tokens: list[int],
+    log_probs: list[float],
+    weights: list[Tensor],
+    frames: int,
+    opts: DecodeOptions,
+    tokenizer: Tokenizer | None,
+) -> Hypothesis:
+    """The finished hypothesis of one utterance; `log_probs` and `weights` include <eos>."""
+    score = normalized(sum(log_probs), len(tokens), opts.length_penalty)
+    stacked = torch.stack(weights)  # (U+1, T')
+    return build_hypothesis(tokens, log_probs[:-1], stacked, frames, score, tokenizer)
