@@ -190,19 +190,23 @@ def _epochs(
     budget = ctx.cfg.train.max_minutes * 60
     max_steps = ctx.cfg.train.max_steps
     started = time.monotonic()
-    if max_steps and progress.step >= max_steps:  # resumed with no steps left to take
+
+    def steps_done() -> bool:
+        return max_steps > 0 and progress.step >= max_steps
+
+    if steps_done():  # resumed with no steps left to take
         return "max-steps"
     with _interrupt_flag() as interrupted:
 
         def should_stop() -> bool:
             over = budget > 0 and time.monotonic() - started > budget
-            over = over or bool(max_steps and progress.step >= max_steps)
+            over = over or steps_done()
             return distributed.any_rank(over or interrupted.is_set(), ctx.info, ctx.device)
 
         def reason() -> str:
             if interrupted.is_set():
                 return "interrupted"
-            return "max-steps" if max_steps and progress.step >= max_steps else "budget"
+            return "max-steps" if steps_done() else "budget"
 
         while progress.epoch < ctx.cfg.train.max_epochs:
             finished = run_epoch(ctx, progress, should_stop)
