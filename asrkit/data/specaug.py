@@ -169,8 +169,7 @@ def background_noise(
     shape = shape - (torch.logsumexp(shape, dim=0) - math.log(bins))
     log_mean = torch.logsumexp(feats.double().flatten(), dim=0) - math.log(frames * bins)
     level = log_mean - snr * db_to_log + shape  # (F,)
-    draws = torch.empty(frames, bins, dtype=torch.float64).exponential_(generator=generator)
-    return torch.logaddexp(feats.double(), level + draws.log()).to(feats.dtype)
+    return _add_gaussian_noise(feats, level, generator)
 
 
 def noise_burst(
@@ -193,13 +192,17 @@ def noise_burst(
     # log of the mean power per bin, computed stably (logsumexp) whatever the scale
     log_mean = torch.logsumexp(feats[:, lowest:].double(), dim=0) - math.log(frames)
     log_level = log_mean + db * math.log(10.0) / 10.0
-    draws = torch.empty(width, bins - lowest, dtype=torch.float64).exponential_(generator=generator)
     out = feats.clone()
-    cells = out[start : start + width, lowest:].double()
-    out[start : start + width, lowest:] = torch.logaddexp(cells, log_level + draws.log()).to(
-        feats.dtype
-    )
+    cells = out[start : start + width, lowest:]
+    out[start : start + width, lowest:] = _add_gaussian_noise(cells, log_level, generator)
     return out
+
+
+def _add_gaussian_noise(cells: Tensor, log_level: Tensor, generator: torch.Generator) -> Tensor:
+    """log(exp(cells) + noise): each cell's noise power exponential around exp(log_level) (the
+    power of Gaussian noise; `log_level` broadcasts over the cells, e.g. one per bin)."""
+    draws = torch.empty(cells.shape, dtype=torch.float64).exponential_(generator=generator)
+    return torch.logaddexp(cells.double(), log_level + draws.log()).to(cells.dtype)
 
 
 def draw_speed(factors: tuple[float, ...], generator: torch.Generator) -> float:
