@@ -42,7 +42,7 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
 
 
 def transcribe(
-    model: LoadedModel | str | Path,
+    model: LoadedModel | str | Path | Sequence[LoadedModel | str | Path],
     audio: Sequence[str | Path],
     beam: int | None = None,
     ctc_weight: float | None = None,
@@ -54,7 +54,8 @@ def transcribe(
     cut at quiet points and stitched).
 
     Args:
-        model: a `load_model` result, or a path to load.
+        model: a `load_model` result, or a path to load; a list of them decodes as an
+            ensemble (mean scores of models sharing a tokenizer).
         audio: audio file paths.
         beam: beam size (1 = greedy); None keeps the experiment's decode config.
         ctc_weight: joint CTC prefix-scoring weight; None keeps the config.
@@ -67,17 +68,21 @@ def transcribe(
         One `Transcript` (id, text, word timings, hypothesis with its attention) per file.
     """
     from asrkit.decoding import transcribe_files
+    from asrkit.decoding.api import ensemble_members
 
-    loaded = model if not isinstance(model, str | Path) else load_model(model)
-    opts = loaded.decode_options(
+    given = list(model) if isinstance(model, Sequence) and not isinstance(model, str) else [model]
+    members = ensemble_members(
+        [m if not isinstance(m, str | Path) else load_model(m) for m in given]
+    )
+    opts = members[0].decode_options(
         beam=beam, ctc_weight=ctc_weight, batch_size=batch_size, att_window=att_window
     )
-    transcripts, _ = transcribe_files(loaded, [Path(a) for a in audio], opts, progress=progress)
+    transcripts, _ = transcribe_files(members, [Path(a) for a in audio], opts, progress=progress)
     return transcripts
 
 
 def evaluate(
-    model: str | Path,
+    model: str | Path | Sequence[str | Path],
     manifest: str | Path,
     out_dir: str | Path,
     beam: int | None = None,
@@ -86,7 +91,7 @@ def evaluate(
     """Decode a manifest with a trained model and write the WER report to `out_dir`.
 
     Args:
-        model: EXP_DIR or checkpoint path.
+        model: EXP_DIR or checkpoint path; a list of them decodes as an ensemble.
         manifest: JSON-lines manifest with reference texts.
         out_dir: receives report.json, report.md, ref.trn, hyp.trn, utterances.jsonl, plots/.
         beam: beam size; None keeps the experiment's decode config.
@@ -97,8 +102,9 @@ def evaluate(
     """
     from asrkit.evaluation import ModelOptions, ScoringOptions, evaluate_model
 
+    paths = [Path(model)] if isinstance(model, str | Path) else [Path(m) for m in model]
     return evaluate_model(
-        Path(model),
+        paths,
         Path(manifest),
         Path(out_dir),
         ScoringOptions(force=force),

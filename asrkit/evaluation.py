@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -130,7 +131,7 @@ class ModelOptions:
 
 
 def evaluate_model(
-    model: Path,
+    model: Path | Sequence[Path],
     manifest: Path,
     out_dir: Path,
     opts: ScoringOptions | None = None,
@@ -140,7 +141,8 @@ def evaluate_model(
     """Decode a manifest with a trained model and score it.
 
     Args:
-        model: an experiment dir (final.pt, else checkpoints/last.pt) or a .pt file.
+        model: an experiment dir (final.pt, else checkpoints/last.pt) or a .pt file; several
+            decode as an ensemble (the first one's attention is plotted and checked).
         manifest: JSON-lines manifest with reference texts, speakers and durations.
         out_dir: output folder; also receives `plots/<id>.png` for the worst utterances.
         opts: normaliser, bootstrap, worst-k, comparison, overwrite.
@@ -148,16 +150,20 @@ def evaluate_model(
         console: where progress and tables go.
 
     Raises:
-        UserError: no checkpoint, bad manifest, or an output folder with earlier results.
+        UserError: no checkpoint, bad manifest, ensemble members that do not fit together,
+            or an output folder with earlier results.
     """
     from asrkit.checkpoint import load_model
     from asrkit.data.manifest import read_manifest
     from asrkit.decoding import decode_utterances
+    from asrkit.decoding.api import ensemble_members
 
     opts, decode = opts or ScoringOptions(), decode or ModelOptions()
     console = console or Console(stderr=True)
     out_dir = prepare_out_dir(out_dir, opts.force)
-    loaded = load_model(model, decode.device)
+    paths = [model] if isinstance(model, Path) else list(model)
+    members = ensemble_members([load_model(path, decode.device) for path in paths])
+    loaded = members[0]
     utts = read_manifest(manifest)
     search = loaded.decode_options(
         beam=decode.beam,
@@ -167,9 +173,11 @@ def evaluate_model(
         att_window=decode.att_window,
     )
     transcripts, timing = decode_utterances(
-        loaded, utts, search, progress=decode.progress, console=console
+        members, utts, search, progress=decode.progress, console=console
     )
-    decoded = DecodedSet(loaded, manifest, utts, transcripts, timing, search, decode.device)
+    decoded = DecodedSet(
+        loaded, manifest, utts, transcripts, timing, search, decode.device, tuple(members[1:])
+    )
     return score_decoded(decoded, out_dir, opts, console)
 
 
@@ -195,6 +203,7 @@ class DecodedSet:
     timing: DecodeTiming  # wall time and audio seconds of the decoding: the RTF
     search: DecodeOptions  # recorded in the report
     device: str
+    others: tuple[LoadedModel, ...] = ()  # the other members of an ensemble (after `loaded`)
 
 
 def score_decoded(
@@ -236,6 +245,11 @@ def score_decoded(
             "wall_seconds": decoded.timing.wall_seconds,
         },
     )
+    if decoded.others:  # "model" above is the first member, whose attention is plotted
+        members = (decoded.loaded, *decoded.others)
+        report.meta["ensemble"] = [
+            {"model": str(m.path), "model_sha256": file_sha256(m.path)} for m in members
+        ]
     worst = report.worst(opts.worst)
     report.meta["plots"] = _plot_worst(decoded.loaded, utts, transcripts, worst, out_dir / "plots")
     _finish(report, out_dir, opts, console)

@@ -89,16 +89,15 @@ def test_compare(files, tmp_path: Path) -> None:
     assert english.exit_code == 1 and "not comparable" in english.output
 
 
-@pytest.mark.slow
-def test_model_mode(tmp_path: Path) -> None:
+def _model_and_manifest(tmp_path: Path, seed: int = 0, name: str = "exp") -> tuple[Path, Path]:
+    """A tiny untrained experiment folder and a 3-utterance manifest of noise."""
     from asrkit.checkpoint import save_checkpoint
-    from asrkit.io import file_sha256
     from asrkit.testing import tiny_config, tiny_model
     from asrkit.tokenizer import SPECIALS, CharTokenizer
 
     tokenizer = CharTokenizer([*SPECIALS, "▁", *"EINOTWHR"])
-    model = tiny_model(vocab_size=tokenizer.vocab_size)
-    save_checkpoint(tmp_path / "exp" / "final.pt", model, tiny_config(), tokenizer)
+    model = tiny_model(vocab_size=tokenizer.vocab_size, seed=seed)
+    save_checkpoint(tmp_path / name / "final.pt", model, tiny_config(), tokenizer)
     rng = np.random.default_rng(0)
     rows = []
     for i, text in enumerate(["ONE TWO", "THREE", "NINE TEN"]):
@@ -108,6 +107,14 @@ def test_model_mode(tmp_path: Path) -> None:
         rows.append({**row, "sample_rate": 16000, "speaker": f"spk{i % 2}", "text": text})
     manifest = tmp_path / "test.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return tmp_path / name, manifest
+
+
+@pytest.mark.slow
+def test_model_mode(tmp_path: Path) -> None:
+    from asrkit.io import file_sha256
+
+    _, manifest = _model_and_manifest(tmp_path)
     out = tmp_path / "eval"
     result = run("--model", tmp_path / "exp", "--manifest", manifest, "--out", out,
                  "--device", "cpu", "--worst", "2", "--bootstrap", "50")  # fmt: skip
@@ -122,3 +129,33 @@ def test_model_mode(tmp_path: Path) -> None:
     assert all(r["speaker"] in ("spk0", "spk1") and r["duration"] for r in rows)
     pngs = sorted((out / "plots").glob("*.png"))
     assert len(pngs) <= 2 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def test_model_mode_with_an_ensemble(tmp_path: Path) -> None:
+    from asrkit.checkpoint import save_checkpoint
+    from asrkit.io import file_sha256
+    from asrkit.testing import tiny_config, tiny_model
+    from asrkit.tokenizer import SPECIALS, CharTokenizer
+
+    first, manifest = _model_and_manifest(tmp_path, seed=0, name="a")
+    second, _ = _model_and_manifest(tmp_path, seed=1, name="b")
+    result = run("--model", first, "--model", second, "--manifest", manifest,
+                 "--out", tmp_path / "eval", "--device", "cpu", "--bootstrap", "50")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["model"] == str(first / "final.pt") and report["num_utterances"] == 3
+    assert [m["model_sha256"] for m in report["ensemble"]] == [
+        file_sha256(first / "final.pt"),
+        file_sha256(second / "final.pt"),
+    ]
+    other = CharTokenizer([*SPECIALS, "▁", *"ABC"])
+    save_checkpoint(
+        tmp_path / "c" / "final.pt",
+        tiny_model(vocab_size=other.vocab_size),
+        tiny_config(),
+        other,
+    )
+    bad = run("--model", first, "--model", tmp_path / "c", "--manifest", manifest,
+              "--out", tmp_path / "bad", "--device", "cpu")  # fmt: skip
+    assert bad.exit_code == 1 and "tokenizer differs" in bad.output
+    assert "Traceback" not in bad.output

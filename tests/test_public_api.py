@@ -30,6 +30,9 @@ def test_transcribe_returns_one_transcript_per_file(exp_dir: Path, tmp_path: Pat
     # The same model decodes the same file to the same text whether loaded or given as a path.
     again = asrkit.transcribe(exp_dir, files[:1], beam=2)
     assert again[0].text == transcripts[0].text
+    # An ensemble of the model with itself is the model (mean of equal scores).
+    twice = asrkit.transcribe([model, exp_dir], files[:1], beam=2)
+    assert twice[0].text == transcripts[0].text
 
 
 def test_evaluate_writes_report(exp_dir: Path, tmp_path: Path) -> None:

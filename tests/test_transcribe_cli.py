@@ -47,6 +47,14 @@ def test_one_file_prints_to_stdout(exp_dir: Path, audio_dir: Path) -> None:
     assert "RTF" in result.stderr
 
 
+def test_repeated_model_decodes_as_an_ensemble(exp_dir: Path, audio_dir: Path) -> None:
+    alone = _run(str(audio_dir / "a.wav"), "--model", str(exp_dir), "--beam", "2")
+    twice = _run(str(audio_dir / "a.wav"), "--model", str(exp_dir), "--model", str(exp_dir),
+                 "--beam", "2")  # fmt: skip
+    assert alone.exit_code == 0 and twice.exit_code == 0, twice.stderr
+    assert twice.stdout == alone.stdout
+
+
 def test_folder_writes_every_format_and_plots(
     exp_dir: Path, audio_dir: Path, tmp_path: Path
 ) -> None:

@@ -28,7 +28,12 @@ class Normalizer(str, Enum):
 def evaluate_command(
     out: Annotated[Path, typer.Option("--out", help="Output folder for the report files.")],
     model: Annotated[
-        Path | None, typer.Option("--model", help="Experiment folder or .pt file to decode with.")
+        list[Path] | None,
+        typer.Option(
+            "--model",
+            help="Experiment folder or .pt file to decode with; repeat it to decode with an "
+            "ensemble (mean scores; one tokenizer).",
+        ),
     ] = None,
     manifest: Annotated[
         Path | None, typer.Option("--manifest", help="Manifest to decode (with --model).")
@@ -71,13 +76,13 @@ def evaluate_command(
     from asrkit.evaluation import ModelOptions, ScoringOptions, evaluate_files, evaluate_model
 
     opts = ScoringOptions(normalizer.value, bootstrap, seed, worst, compare, force)
-    if model is not None and manifest is not None and ref is None and hyp is None:
+    if model and manifest is not None and ref is None and hyp is None:
         device_name = resolve_device(device)
         decode = ModelOptions(
             beam, ctc_weight, batch_size, device_name, ctc_window=ctc_window, att_window=att_window
         )
         evaluate_model(model, manifest, out, opts, decode, console=console)
-    elif ref is not None and hyp is not None and model is None and manifest is None:
+    elif ref is not None and hyp is not None and not model and manifest is None:
         evaluate_files(ref, hyp, out, opts, console=console)
     else:
         raise UserError("give either --model and --manifest, or --ref and --hyp")

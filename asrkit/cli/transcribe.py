@@ -36,7 +36,13 @@ class TimestampSource(str, Enum):
 @user_errors
 def transcribe(
     audio: Annotated[list[str], typer.Argument(help="Audio files, folders or @list.txt files.")],
-    model: Annotated[Path, typer.Option("--model", help="Experiment folder or .pt checkpoint.")],
+    model: Annotated[
+        list[Path],
+        typer.Option(
+            "--model",
+            help="Experiment folder or .pt checkpoint; repeat it to decode with an ensemble.",
+        ),
+    ],
     beam: Annotated[int | None, typer.Option("--beam", help="Beam width (1 = greedy).")] = None,
     ctc_weight: Annotated[
         float | None, typer.Option("--ctc-weight", help="Joint CTC weight in beam search.")

@@ -1,5 +1,5 @@
-"""Decoding: greedy and beam search (optionally joint with CTC), long-audio segmentation,
-word times, and the writers of transcripts (txt, json, srt, vtt, ctm).
+"""Decoding: greedy and beam search (optionally joint with CTC, of one model or an ensemble),
+long-audio segmentation, word times, and the writers of transcripts (txt, json, srt, vtt, ctm).
 
 Example:
     >>> from asrkit.checkpoint import load_model
@@ -11,7 +11,7 @@ Example:
 from __future__ import annotations
 
 from asrkit.decoding.api import decode_utterances, transcribe_files
-from asrkit.decoding.beam import beam_search
+from asrkit.decoding.beam import beam_search, ensemble_beam_search
 from asrkit.decoding.greedy import greedy_search
 from asrkit.decoding.options import (
     DecodeOptions,
@@ -31,6 +31,7 @@ __all__ = [
     "WordTiming",
     "beam_search",
     "decode_utterances",
+    "ensemble_beam_search",
     "greedy_search",
     "transcribe_files",
 ]

@@ -4,13 +4,14 @@ Utterances are taken longest first in groups of `batch_size`; each group's audio
 files are cut at quiet points (`segment.split_points`), and the pieces are decoded in
 length-sorted batches, so padding stays small. Pieces of one file are stitched back in order
 with their times offset. Unreadable, empty or silent audio gives an empty transcript and a
-warning instead of stopping the run.
+warning instead of stopping the run. Given several models (an ensemble sharing a tokenizer and
+features), every piece is searched with their mean scores (`beam.ensemble_beam_search`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from asrkit.data.manifest import Utterance
 from asrkit.data.speaker_cmn import shift_features, speaker_shifts
-from asrkit.decoding.beam import beam_search
+from asrkit.decoding.beam import beam_search, ensemble_beam_search
 from asrkit.decoding.constraints import eval_mode
 from asrkit.decoding.greedy import greedy_search
 from asrkit.decoding.options import (
@@ -55,11 +56,11 @@ class _Piece:
     item: int  # index of the utterance it belongs to
     start: float  # seconds from the start of the file
     end: float
-    feats: Tensor  # (T, n_mels)
+    feats: tuple[Tensor, ...]  # (T, n_mels) per model (speaker CMN shifts them differently)
 
 
 def decode_utterances(
-    loaded: LoadedModel,
+    loaded: LoadedModel | Sequence[LoadedModel],
     utts: list[Utterance],
     opts: DecodeOptions,
     progress: bool = True,
@@ -68,9 +69,14 @@ def decode_utterances(
     """Decode manifest utterances (any length) with greedy or beam search.
 
     Args:
-        loaded: the model, its config and tokenizer (`asrkit.checkpoint.load_model`).
+        loaded: the model, its config and tokenizer (`asrkit.checkpoint.load_model`), or
+            several such models to decode as an ensemble (the first one's attention is kept).
         utts: utterances; only `id` and `audio` are needed (`duration` orders the batches).
-        opts: search options; beam 1 without CTC weight runs greedy search.
+        opts: search options; beam 1 without CTC weight runs greedy search (beam search with
+            one beam for an ensemble, which is the same search).
+
+    Raises:
+        UserError: ensemble members with different tokenizers or features.
         progress: show a progress bar (on `console`, stderr by default).
         console: where progress and warnings go.
 
@@ -79,21 +85,23 @@ def decode_utterances(
         (audio reading, features and search; not model loading).
     """
     started = time.perf_counter()
+    models = ensemble_members(loaded)
     order = sorted(range(len(utts)), key=lambda i: -utts[i].duration)
     results: list[Transcript | None] = [None] * len(utts)
-    audio_seconds = 0.0
-    shifts = None
-    if loaded.config.model.speaker_cmn:
-        shifts = _speaker_shifts(loaded, utts, progress, console)
+    audio_seconds, rate = 0.0, _rate(models[0])
+    shifts = [
+        _speaker_shifts(m, utts, progress, console) if m.config.model.speaker_cmn else None
+        for m in models
+    ]
     with _progress(progress, console, len(utts)) as advance:
         for first in range(0, len(order), opts.batch_size):
             group = order[first : first + opts.batch_size]
-            pieces, waves = _read_group(loaded, utts, group, opts, results, shifts)
-            audio_seconds += sum(w.numel() for w in waves.values()) / _rate(loaded)
-            decoded = _decode_pieces(loaded, pieces, opts)
+            pieces, waves = _read_group(models, utts, group, opts, results, shifts)
+            audio_seconds += sum(w.numel() for w in waves.values()) / rate
+            decoded = _decode_pieces(models, pieces, opts)
             for item in waves:
                 mine = [(p, decoded[i]) for i, p in enumerate(pieces) if p.item == item]
-                duration = waves[item].numel() / _rate(loaded)
+                duration = waves[item].numel() / rate
                 results[item] = _stitch(utts[item], mine, duration)
             for item in group:
                 warning = results[item].warning if results[item] is not None else None
@@ -105,7 +113,7 @@ def decode_utterances(
 
 
 def transcribe_files(
-    loaded: LoadedModel,
+    loaded: LoadedModel | Sequence[LoadedModel],
     paths: list[Path],
     opts: DecodeOptions,
     progress: bool = True,
@@ -124,6 +132,31 @@ def transcribe_files(
             duration, rate = 0.0, 0  # reported as unreadable when decoded
         utts.append(Utterance(uid, str(path), duration, rate, speaker="", text=""))
     return decode_utterances(loaded, utts, opts, progress=progress, console=console)
+
+
+def ensemble_members(loaded: LoadedModel | Sequence[LoadedModel]) -> list[LoadedModel]:
+    """The models to decode with, the first being the one whose attention and CTC word times
+    are reported; several must share their tokenizer and features.
+
+    Raises:
+        UserError: no model, or a member whose tokenizer or features differ from the first's.
+    """
+    models = list(loaded) if isinstance(loaded, Sequence) else [loaded]
+    if not models:
+        raise UserError("no model to decode with")
+    first = models[0]
+    for other in models[1:]:
+        if other.tokenizer.pieces != first.tokenizer.pieces:
+            raise UserError(
+                f"{other.path}: its tokenizer differs from {first.path}'s; "
+                "an ensemble needs one tokenizer"
+            )
+        if other.config.features != first.config.features:
+            raise UserError(
+                f"{other.path}: its features config differs from {first.path}'s; "
+                "an ensemble needs the same features"
+            )
+    return models
 
 
 def _rate(loaded: LoadedModel) -> int:
@@ -164,17 +197,16 @@ def _speaker_shifts(
 
 
 def _read_group(
-    loaded: LoadedModel,
+    models: list[LoadedModel],
     utts: list[Utterance],
     group: list[int],
     opts: DecodeOptions,
     results: list[Transcript | None],
-    shifts: dict[str, Tensor] | None,
+    shifts: list[dict[str, Tensor] | None],
 ) -> tuple[list[_Piece], dict[int, Tensor]]:
-    """Read audio, cut long files, compute features (shifted by the speaker's vector when
-    `shifts` is given, see `speaker_cmn`); empty results for unusable audio."""
-    rate, fbank = _rate(loaded), Fbank(loaded.config.features)
-    target = loaded.model.feat_mean.detach().cpu()  # where speaker shifts move each mean
+    """Read audio, cut long files, compute features (for each model, shifted by the speaker's
+    vector when its `shifts` are given, see `speaker_cmn`); empty results for unusable audio."""
+    rate, fbank = _rate(models[0]), Fbank(models[0].config.features)
     pieces, waves = [], {}
     for item in group:
         utt = utts[item]
@@ -193,12 +225,26 @@ def _read_group(
         waves[item] = wave
         spans = split_points(wave, rate, opts.max_segment_seconds)
         feats = [fbank(wave[start:end]) for start, end in spans]
-        if shifts is not None:  # shifted whole, so a file without a speaker uses its own mean
-            joined = shift_features(torch.cat(feats), utt.speaker, shifts, target)
-            feats = list(joined.split([f.shape[0] for f in feats]))
-        for (start, end), piece in zip(spans, feats, strict=True):
+        per_model = [
+            _shifted(feats, utt.speaker, m, s) for m, s in zip(models, shifts, strict=True)
+        ]
+        for j, (start, end) in enumerate(spans):
+            piece = tuple(model_feats[j] for model_feats in per_model)
             pieces.append(_Piece(item, start / rate, end / rate, piece))
     return pieces, waves
+
+
+def _shifted(
+    feats: list[Tensor], speaker: str, loaded: LoadedModel, shifts: dict[str, Tensor] | None
+) -> list[Tensor]:
+    """The pieces of one file as `loaded` reads them: shifted by the speaker's vector towards
+    its mean when it uses speaker CMN. Shifted whole, so a file without a speaker uses its
+    own mean."""
+    if shifts is None:
+        return feats
+    target = loaded.model.feat_mean.detach().cpu()  # where speaker shifts move each mean
+    joined = shift_features(torch.cat(feats), speaker, shifts, target)
+    return list(joined.split([f.shape[0] for f in feats]))
 
 
 def _empty(utt: Utterance, duration: float, warning: str) -> Transcript:
@@ -206,25 +252,27 @@ def _empty(utt: Utterance, duration: float, warning: str) -> Transcript:
 
 
 def _decode_pieces(
-    loaded: LoadedModel, pieces: list[_Piece], opts: DecodeOptions
+    models: list[LoadedModel], pieces: list[_Piece], opts: DecodeOptions
 ) -> list[tuple[Hypothesis, list[WordTiming]]]:
-    """Search every piece in length-sorted batches; word times relative to the piece."""
-    model = loaded.model
+    """Search every piece in length-sorted batches; word times relative to the piece (from
+    the first model's CTC head or attention)."""
+    loaded, model = models[0], models[0].model
     device = next(model.parameters()).device
     use_ctc = model.ctc is not None and opts.timestamps != "attention"
-    joint = model.ctc is not None and opts.ctc_weight > 0
-    search = beam_search if opts.beam > 1 or joint else greedy_search
     shift = model.subsampling * loaded.config.features.hop_ms / 1000
-    order = sorted(range(len(pieces)), key=lambda i: -pieces[i].feats.shape[0])
+    order = sorted(range(len(pieces)), key=lambda i: -pieces[i].feats[0].shape[0])
     out: list[tuple[Hypothesis, list[WordTiming]] | None] = [None] * len(pieces)
     for first in range(0, len(order), opts.batch_size):
         chosen = order[first : first + opts.batch_size]
-        feats = pad_sequence([pieces[i].feats for i in chosen], batch_first=True).to(device)
-        lengths = torch.tensor([pieces[i].feats.shape[0] for i in chosen], device=device)
-        with eval_mode(model):
-            encoded = model.encode(feats, lengths)
-        hyps = search(model, feats, lengths, opts, loaded.tokenizer, encoded)
-        ctc = _ctc_posteriors(loaded, *encoded) if use_ctc else None
+        lengths = torch.tensor([pieces[i].feats[0].shape[0] for i in chosen], device=device)
+        feats, encoded = [], []
+        for m, member in enumerate(models):
+            x = pad_sequence([pieces[i].feats[m] for i in chosen], batch_first=True).to(device)
+            with eval_mode(member.model):
+                encoded.append(member.model.encode(x, lengths))
+            feats.append(x)
+        hyps = _search(models, feats, lengths, opts, encoded)
+        ctc = _ctc_posteriors(loaded, *encoded[0]) if use_ctc else None
         for j, (i, hyp) in enumerate(zip(chosen, hyps, strict=True)):
             words = None
             if ctc is not None:
@@ -233,6 +281,24 @@ def _decode_pieces(
                 words = attention_word_times(hyp, loaded.tokenizer, shift)
             out[i] = (hyp, words)
     return [o for o in out if o is not None]
+
+
+def _search(
+    models: list[LoadedModel],
+    feats: list[Tensor],
+    lengths: Tensor,
+    opts: DecodeOptions,
+    encoded: list[tuple[Tensor, Tensor]],
+) -> list[Hypothesis]:
+    """Greedy search for one model at beam 1 without CTC, else (ensemble) beam search."""
+    tokenizer = models[0].tokenizer
+    if len(models) > 1:
+        las = [m.model for m in models]
+        return ensemble_beam_search(las, feats, lengths, opts, tokenizer, encoded)
+    model = models[0].model
+    joint = model.ctc is not None and opts.ctc_weight > 0
+    search = beam_search if opts.beam > 1 or joint else greedy_search
+    return search(model, feats[0], lengths, opts, tokenizer, encoded[0])
 
 
 def _ctc_posteriors(loaded: LoadedModel, enc: Tensor, enc_lengths: Tensor) -> list[Tensor]:

@@ -13,10 +13,18 @@ token log-probs and back-pointers, and only the best finished hypothesis of an u
 traced back, once (a row carries just its last `repeat_ngram` + 1 tokens, for the loop guard).
 The K beams of an utterance share its encoder frames and attention keys (`AttendMemory.shared`):
 nothing is copied K times, and dropping a finished utterance moves 1/K of the bytes.
+
+`ensemble_beam_search` runs the same search over several models at once: every row's next-token
+log-probabilities are the mean of the models' (a log-linear combination, the rule the joint CTC
+score already follows), and so are the CTC prefix increments, each model scoring the prefixes
+with its own CTC head, since two models' CTC spikes need not fall on the same frames. With one
+model it is `beam_search` exactly.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -35,14 +43,14 @@ from asrkit.decoding.constraints import (
     repeat_runs,
     update_repeat_runs,
 )
-from asrkit.decoding.ctc_prefix import LOG_ZERO, CTCPrefixScorer, CTCPrefixState
+from asrkit.decoding.ctc_prefix import LOG_ZERO, CTCPrefixScorer, CTCPrefixState, Extensions
 from asrkit.decoding.options import DecodeOptions, Hypothesis
-from asrkit.model.attention.base import group_rows, reorder_state
+from asrkit.model.attention.base import AttendMemory, State, group_rows, reorder_state
 from asrkit.tokenizer import EOS_ID, Tokenizer
 
 if TYPE_CHECKING:
     from asrkit.model.las import LAS
-    from asrkit.model.speller import SpellerStep
+    from asrkit.model.speller import AttentionWindow, SpellerStep
 
 
 @dataclass(frozen=True)
@@ -77,18 +85,32 @@ class _Beams:
     runs: Tensor  # (N, repeat_ngram) loop-guard counts of the history (`update_repeat_runs`)
     min_len: Tensor  # (N,)
     max_len: Tensor  # (N,)
-    ctc: CTCPrefixState | None
 
 
-def _initial_beams(
-    enc_lengths: Tensor, scorer: CTCPrefixScorer | None, opts: DecodeOptions
-) -> _Beams:
-    """K rows per utterance (B*K), only the first live, with their length limits."""
+@dataclass
+class _Member:
+    """What the search holds for one model of the ensemble (one for plain beam search)."""
+
+    model: LAS
+    window: AttentionWindow | None
+    mem: AttendMemory  # shared by the K beams of each live utterance
+    state: State  # speller state, rows in the beams' layout
+    scorer: CTCPrefixScorer | None  # None without a CTC head or with ctc_weight 0
+    ctc: CTCPrefixState | None  # the rows' prefixes, for `scorer`
+
+
+def _initial_beams(enc_lengths: Tensor, ctc_lengths: Tensor | None, opts: DecodeOptions) -> _Beams:
+    """K rows per utterance (B*K), only the first live, with their length limits.
+
+    Args:
+        enc_lengths: (B,) encoder frames of the first model (the length ratios read these).
+        ctc_lengths: (B,) the fewest encoder frames of any model that CTC-scores, or None.
+    """
     batch, k, device = enc_lengths.shape[0], opts.beam, enc_lengths.device
     rows = torch.arange(batch, device=device).repeat_interleave(k)  # (B*K,)
     min_len, max_len = length_limits(enc_lengths[rows], opts)
-    if scorer is not None:  # CTC emits at most one label per frame
-        max_len = max_len.minimum(enc_lengths[rows])
+    if ctc_lengths is not None:  # CTC emits at most one label per frame
+        max_len = max_len.minimum(ctc_lengths[rows])
         min_len = min_len.minimum(max_len)
     # Scores in float64: over hundreds of steps float32 sums blur near-ties (eps 3e-5 at
     # -400), and which of two near-equal prefixes survives would depend on padding.
@@ -102,7 +124,6 @@ def _initial_beams(
         runs=repeat_runs(empty, opts.repeat_ngram),
         min_len=min_len,
         max_len=max_len,
-        ctc=scorer.initial_state() if scorer is not None else None,
     )
 
 
@@ -128,43 +149,116 @@ def beam_search(
     Returns:
         The best finished hypothesis of each utterance, in input order.
     """
-    k = opts.beam
-    window = attention_window(model.attention_kind, opts)
-    with eval_mode(model):
-        enc, enc_lengths, mem = encode(model, feats, feat_lengths, encoded)
-        batch = feats.shape[0]
-        mem = mem.shared(k)  # the K beams of an utterance read its frames, not K copies
-        state = model.speller.initial_state(mem)
-        ctc_lp = model.ctc_log_probs(enc) if opts.ctc_weight > 0 else None
-        scorer = None
-        if ctc_lp is not None:
-            scorer = CTCPrefixScorer(ctc_lp, enc_lengths, opts.ctc_window, group=k)
-        beams = _initial_beams(enc_lengths, scorer, opts)
+    return ensemble_beam_search([model], [feats], feat_lengths, opts, tokenizer, [encoded])
+
+
+def ensemble_beam_search(
+    models: Sequence[LAS],
+    feats: Sequence[Tensor],
+    feat_lengths: Tensor,
+    opts: DecodeOptions,
+    tokenizer: Tokenizer | None = None,
+    encoded: Sequence[tuple[Tensor, Tensor] | None] | None = None,
+) -> list[Hypothesis]:
+    """Beam search of a padded batch over the mean scores of several models.
+
+    Args:
+        models: LAS models sharing one tokenizer (each switched to eval mode, then restored).
+        feats: per model (B, T, n_mels) raw log-mel features (models with speaker CMN may
+            shift them differently); all share `feat_lengths`.
+        feat_lengths: (B,) valid frames.
+        opts: as for `beam_search`; ctc_weight applies to the models that have a CTC head.
+        tokenizer: fills `Hypothesis.text` when given.
+        encoded: per model its `encode` outputs, or None, when the caller has them already.
+
+    Returns:
+        The best finished hypothesis of each utterance, in input order; its attention weights
+        (plots, attention word times) are the first model's.
+    """
+    k, batch = opts.beam, feat_lengths.shape[0]
+    encoded = list(encoded) if encoded is not None else [None] * len(models)
+    with ExitStack() as stack:
+        for model in models:
+            stack.enter_context(eval_mode(model))
+        members, enc_lengths = [], []
+        for model, x, done in zip(models, feats, encoded, strict=True):
+            member, lengths = _start_member(model, x, feat_lengths, done, opts)
+            members.append(member)
+            enc_lengths.append(lengths)
+        ctc_lengths = [n for m, n in zip(members, enc_lengths, strict=True) if m.scorer]
+        least = torch.stack(ctc_lengths).amin(dim=0) if ctc_lengths else None
+        beams = _initial_beams(enc_lengths[0], least, opts)
         ended: list[list[_Ended]] = [[] for _ in range(batch)]
         trail = _Trail([], [], [], [])
-        prev = torch.full((batch * k,), EOS_ID, dtype=torch.long, device=feats.device)
+        prev = torch.full((batch * k,), EOS_ID, dtype=torch.long, device=feat_lengths.device)
         while beams.items:
-            out = model.speller.step(prev, state, mem, "eval", window)
-            trail.weights.append(out.weights)
+            outs = [m.model.speller.step(prev, m.state, m.mem, "eval", m.window) for m in members]
+            trail.weights.append(outs[0].weights)
             step = len(trail.weights) - 1  # tokens every row holds so far
-            parent, prev, prev_lp = _advance(beams, out, scorer, opts, ended, step)
-            state = reorder_state(out.state, parent)
+            parent, prev, prev_lp = _advance(beams, outs, members, opts, ended, step)
+            for member, out in zip(members, outs, strict=True):
+                member.state = reorder_state(out.state, parent)
             blocks = _finished_blocks(beams, ended, k)
             if blocks is not None:
                 keep = group_rows(blocks, k)
-                state, mem = reorder_state(state, keep), mem.index_select(blocks)
                 parent, prev, prev_lp = parent[keep], prev[keep], prev_lp[keep]
-                _compact(beams, keep, blocks, scorer)
+                _compact(beams, members, keep, blocks)
             trail.parents.append(parent)
             trail.tokens.append(prev)
             trail.log_probs.append(prev_lp)
-    return [_trace(ended[i], trail, int(enc_lengths[i]), tokenizer) for i in range(batch)]
+    lengths = enc_lengths[0]
+    return [_trace(ended[i], trail, int(lengths[i]), tokenizer) for i in range(batch)]
+
+
+def _start_member(
+    model: LAS,
+    feats: Tensor,
+    feat_lengths: Tensor,
+    encoded: tuple[Tensor, Tensor] | None,
+    opts: DecodeOptions,
+) -> tuple[_Member, Tensor]:
+    """One model's search state for B utterances x K beams, and its (B,) encoder lengths."""
+    enc, enc_lengths, mem = encode(model, feats, feat_lengths, encoded)
+    mem = mem.shared(opts.beam)  # the K beams of an utterance read its frames, not K copies
+    ctc_lp = model.ctc_log_probs(enc) if opts.ctc_weight > 0 else None
+    scorer = None
+    if ctc_lp is not None:
+        scorer = CTCPrefixScorer(ctc_lp, enc_lengths, opts.ctc_window, group=opts.beam)
+    window = attention_window(model.attention_kind, opts)
+    state = model.speller.initial_state(mem)
+    ctc = scorer.initial_state() if scorer is not None else None
+    return _Member(model, window, mem, state, scorer, ctc), enc_lengths
+
+
+def _mean_log_probs(outs: list[SpellerStep]) -> Tensor:
+    """(N, V) float64 log-softmax of the speller, averaged over the models."""
+    log_probs = [torch.log_softmax(out.logits.double(), dim=-1) for out in outs]
+    return log_probs[0] if len(log_probs) == 1 else torch.stack(log_probs).mean(dim=0)
+
+
+def _ctc_increments(
+    members: list[_Member], outs: list[SpellerStep], candidates: Tensor, opts: DecodeOptions
+) -> tuple[Tensor, Tensor, list[tuple[_Member, Tensor, Extensions]]]:
+    """Mean CTC prefix increments (N, C) of the candidates over the models that score them,
+    where any of them rules a prefix out (N, C) bool, and each such model's own increments
+    and extensions (for `CTCPrefixScorer.select`)."""
+    scored = []
+    for member, out in zip(members, outs, strict=True):
+        if member.scorer is None or member.ctc is None:
+            continue
+        peaks = out.weights.argmax(dim=1) if opts.ctc_window > 0 else None
+        increment, ext = member.scorer.score(member.ctc, candidates, peaks)
+        scored.append((member, increment, ext))
+    increments = [increment.double() for _, increment, _ in scored]
+    mean = increments[0] if len(increments) == 1 else torch.stack(increments).mean(dim=0)
+    impossible = torch.stack([inc <= LOG_ZERO / 2 for _, inc, _ in scored]).any(dim=0)
+    return mean, impossible, scored
 
 
 def _advance(
     beams: _Beams,
-    out: SpellerStep,
-    scorer: CTCPrefixScorer | None,
+    outs: list[SpellerStep],
+    members: list[_Member],
     opts: DecodeOptions,
     ended: list[list[_Ended]],
     step: int,
@@ -172,7 +266,9 @@ def _advance(
     """Score every extension, record finished ones, keep K per utterance.
 
     Args:
-        out: the speller's step for every row (logits; attention weights place the CTC window).
+        outs: each model's speller step for every row (logits; attention weights place the
+            CTC window).
+        members: the models' search states; their CTC prefixes advance here.
         step: tokens every row holds so far.
 
     Returns:
@@ -180,23 +276,22 @@ def _advance(
         token's attention log-prob (N,).
     """
     k, blocks = opts.beam, len(beams.items)
-    log_probs = torch.log_softmax(out.logits.double(), dim=-1)  # (N, V)
+    log_probs = _mean_log_probs(outs)  # (N, V)
     allowed = constrain(
         log_probs, beams.recent, beams.runs, beams.min_len, beams.max_len, opts, step
     )
-    if scorer is not None and beams.ctc is not None:
+    scoring = any(m.scorer is not None for m in members)
+    if scoring:
         count = min(opts.candidates, allowed.shape[1])
         candidates = allowed.topk(count, dim=1).indices  # (N, C) pre-beam by attention
         att = allowed.gather(1, candidates)
-        peaks = out.weights.argmax(dim=1) if opts.ctc_window > 0 else None
-        increments, r = scorer.score(beams.ctc, candidates, peaks)
-        increments = increments.double()
+        increments, impossible, scored = _ctc_increments(members, outs, candidates, opts)
         w = opts.ctc_weight
         joint = (1 - w) * att + w * increments
         # A prefix CTC cannot produce is dropped, not ranked by the float noise of -1e10.
-        joint = joint.masked_fill((att == NEG_INF) | (increments <= LOG_ZERO / 2), NEG_INF)
+        joint = joint.masked_fill((att == NEG_INF) | impossible, NEG_INF)
     else:
-        candidates = None
+        candidates, scored = None, []
         joint = allowed
     width = joint.shape[1]
     total = (beams.scores.unsqueeze(1) + joint).view(blocks, k * width)
@@ -218,8 +313,9 @@ def _advance(
     recent = torch.cat([beams.recent[parent], new_token.unsqueeze(1)], dim=1)
     beams.runs = update_repeat_runs(beams.runs[parent], recent, step + 1)
     beams.recent = recent[:, -(opts.repeat_ngram + 1) :]
-    if scorer is not None and beams.ctc is not None:
-        beams.ctc = scorer.select(beams.ctc, increments, r, parent, new_col, new_token)
+    for member, increment, ext in scored:
+        assert member.scorer is not None and member.ctc is not None
+        member.ctc = member.scorer.select(member.ctc, increment, ext, parent, new_col, new_token)
     return parent, new_token, log_probs[parent, new_token]
 
 
@@ -235,7 +331,7 @@ def _finished_blocks(beams: _Beams, ended: list[list[_Ended]], k: int) -> Tensor
     return torch.tensor(blocks, dtype=torch.long, device=beams.scores.device)
 
 
-def _compact(beams: _Beams, keep: Tensor, blocks: Tensor, scorer: CTCPrefixScorer | None) -> None:
+def _compact(beams: _Beams, members: list[_Member], keep: Tensor, blocks: Tensor) -> None:
     """Drop the rows `keep` (of the blocks `blocks`) of finished utterances."""
     beams.scores, beams.recent, beams.runs = (
         beams.scores[keep],
@@ -243,9 +339,14 @@ def _compact(beams: _Beams, keep: Tensor, blocks: Tensor, scorer: CTCPrefixScore
         beams.runs[keep],
     )
     beams.min_len, beams.max_len = beams.min_len[keep], beams.max_len[keep]
-    if scorer is not None and beams.ctc is not None:
-        scorer.index_select(blocks)
-        beams.ctc = beams.ctc.take(keep)
+    for member in members:
+        member.state, member.mem = (
+            reorder_state(member.state, keep),
+            member.mem.index_select(blocks),
+        )
+        if member.scorer is not None and member.ctc is not None:
+            member.scorer.index_select(blocks)
+            member.ctc = member.ctc.take(keep)
 
 
 def _trace(

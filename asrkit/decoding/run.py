@@ -7,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ class TranscribeResult:
 
 def run_transcribe(
     audio: list[str],
-    model: Path,
+    model: Path | Sequence[Path],
     overrides: dict[str, Any],
     fmt: str = "txt",
     out: Path | None = None,
@@ -53,7 +54,8 @@ def run_transcribe(
 
     Args:
         audio: command-line arguments: files, folders, `@list.txt` or .txt/.lst lists.
-        model: an experiment folder or a .pt checkpoint.
+        model: an experiment folder or a .pt checkpoint; several decode as an ensemble (plots
+            show the first one's attention).
         overrides: `DecodeOptions` fields to change from the model's `decode` config
             (None values are ignored).
         fmt: txt, json, srt, vtt, ctm or all.
@@ -64,6 +66,7 @@ def run_transcribe(
         console: for progress and warnings (stderr by default).
     """
     from asrkit.checkpoint import load_model
+    from asrkit.decoding.api import ensemble_members
 
     formats = resolve_formats(fmt)
     paths = collect_audio(audio)
@@ -72,9 +75,11 @@ def run_transcribe(
         raise UserError(f"{what} give several outputs: choose a folder with --out DIR")
     if out is not None:
         prepare_out_dir(out, force)
-    loaded = load_model(model, device)
+    paths_of_models = [model] if isinstance(model, Path) else list(model)
+    members = ensemble_members([load_model(path, device) for path in paths_of_models])
+    loaded = members[0]
     opts = loaded.decode_options(**overrides)
-    transcripts, timing = transcribe_files(loaded, paths, opts, console=console)
+    transcripts, timing = transcribe_files(members, paths, opts, console=console)
     files, stdout = [], ""
     if out is not None:
         files = write_transcripts(transcripts, out, formats, timing)
