@@ -126,6 +126,24 @@ def test_results_table_is_generated_from_reports(tmp_path: Path) -> None:
         "| digits_global | local | bpe (5) | 0.5 | test | 4 | 0.3 | 3.10 | 1.20 | 10.0 | 200 | 800 "
         "| 23 | 4071 | 10.0 | 1 | 160 | 0.050 |" in out.read_text()
     )
+    # An ensemble: the report names its members' checkpoints, each a trained experiment.
+    pair = tmp_path / "exp" / "pair"
+    members = [pair / "member-0", pair / "member-1"]
+    for member, steps in zip(members, (3397, 3366), strict=True):
+        member.mkdir(parents=True)
+        (member / "train_result.json").write_text(json.dumps({**trained, "steps": steps}))
+        (member / "config.yaml").write_text(config)
+        (member / "tokenizer.json").write_text(json.dumps(tokenizer))
+    ensemble = [{"model": str(m / "final.pt"), "model_sha256": "0"} for m in members]
+    (pair / "eval" / "test").mkdir(parents=True)
+    (pair / "eval" / "test" / "report.json").write_text(
+        json.dumps({**report, "rtf": 0.05, "decode": {"beam": 4}, "ensemble": ensemble})
+    )
+    subprocess.run(cmd, check=True, capture_output=True)
+    assert (
+        "| pair (2 members) | local | bpe (5) | 0.5 | test | 4 | ? | 3.10 | 1.20 | 10.0 | 200 "
+        "| 800 | 23 / 23 | 3397 / 3366 | 10.0 | 2 | 321 | 0.050 |" in out.read_text()
+    )
 
 
 def test_stage_scripts_reject_unknown_options() -> None:
@@ -136,44 +154,69 @@ def test_stage_scripts_reject_unknown_options() -> None:
         assert done.returncode == 1 and "unknown option" in done.stderr, script
 
 
-@pytest.mark.parametrize(
-    ("recipe", "stage", "expected_tail"),
-    [
-        ("mini", "3", ["--set", "train.max_frames=4000"]),  # cpu_train splits the batch last
-        ("digits", "2", ["--set", "train.max_frames=1500"]),
-        ("librispeech", "2", []),
-    ],
-)
-def test_stage_scripts_pass_train_args_to_the_trainer(
-    tmp_path: Path, recipe: str, stage: str, expected_tail: list[str]
-) -> None:
-    # Stub launchers on PATH record their arguments, one per line, instead of training.
-    bin_dir, calls = tmp_path / "bin", tmp_path / "calls.txt"
-    bin_dir.mkdir()
-    for name in ("torchrun", "attnasr"):
+def _run_stage_with_stubs(
+    tmp_path: Path, recipe: str, stage: str, options: list[str]
+) -> list[list[str]]:
+    """Run one stage of a recipe with `torchrun` and `attnasr` stubs on PATH that record
+    their arguments instead of training; returns one argument list per call."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir(parents=True)
+    calls.mkdir()
+    for name in ("torchrun", "attnasr"):  # one file per call: members run side by side
         stub = bin_dir / name
-        stub.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" {name} "$@" >> "{calls}"\n')
+        stub.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" {name} "$@" > "{calls}/$$"\n')
         stub.chmod(0o755)
-    extra = ["--set", "speller.input_feeding=false", "--max-epochs", "2"]
-    options = {"mini": ["--exp", str(tmp_path / "exp")], "digits": ["--attentions", "global"]}
     done = subprocess.run(
-        [
-            "bash",
-            f"recipes/{recipe}/run.sh",
-            "--stage",
-            stage,
-            "--stop-stage",
-            stage,
-            *options.get(recipe, []),
-            "--train-args",
-            " ".join(extra),
-        ],
+        ["bash", f"recipes/{recipe}/run.sh", "--stage", stage, "--stop-stage", stage, *options],
         cwd=REPO,
         capture_output=True,
         text=True,
         env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     assert done.returncode == 0, done.stderr
-    args = calls.read_text().splitlines()
-    assert args[0] == "torchrun" and "train" in args  # the recipes' default: 2 processes / 1 GPU
-    assert args[-len(extra) - len(expected_tail) :] == extra + expected_tail
+    return [f.read_text().splitlines() for f in sorted(calls.iterdir())]
+
+
+@pytest.mark.parametrize(
+    ("recipe", "stage", "launcher", "expected_tail"),
+    [
+        ("mini", "3", "torchrun", ["--set", "train.max_frames=4000"]),  # split batch last
+        ("digits", "2", "attnasr", ["--set", "train.max_frames=3000"]),  # 2 members x 1 process
+        ("librispeech", "2", "torchrun", []),
+    ],
+)
+def test_stage_scripts_pass_train_args_to_the_trainer(
+    tmp_path: Path, recipe: str, stage: str, launcher: str, expected_tail: list[str]
+) -> None:
+    extra = ["--set", "speller.input_feeding=false", "--max-epochs", "2"]
+    options = {"mini": ["--exp", str(tmp_path / "exp")], "digits": ["--attentions", "global"]}
+    options_of_recipe = [*options.get(recipe, []), "--train-args", " ".join(extra)]
+    for args in _run_stage_with_stubs(tmp_path, recipe, stage, options_of_recipe):
+        assert args[0] == launcher and "train" in args
+        assert args[-len(extra) - len(expected_tail) :] == extra + expected_tail
+
+
+def test_digits_trains_members_side_by_side_and_evaluates_them_together(tmp_path: Path) -> None:
+    exp = tmp_path / "exp"
+    common = ["--attentions", "local", "--exp-root", str(exp), "--seed", "1"]
+    trained = _run_stage_with_stubs(tmp_path / "a", "digits", "2", common)
+    members = sorted(
+        (args[args.index("--out") + 1], next(a for a in args if a.startswith("train.seed=")))
+        for args in trained
+    )
+    assert members == [
+        (f"{exp}/local/member-0", "train.seed=2"),
+        (f"{exp}/local/member-1", "train.seed=3"),
+    ]
+    scored = _run_stage_with_stubs(tmp_path / "b", "digits", "3", common)
+    assert len(scored) == 2  # the config's search and greedy, each over both members
+    for args in scored:
+        assert args[:2] == ["attnasr", "evaluate"]
+        models = [args[i + 1] for i, a in enumerate(args) if a == "--model"]
+        assert models == [f"{exp}/local/member-0", f"{exp}/local/member-1"]
+    single = _run_stage_with_stubs(
+        tmp_path / "c", "digits", "2", [*common, "--members", "1", "--nproc", "2"]
+    )
+    assert len(single) == 1 and single[0][0] == "torchrun"
+    assert single[0][single[0].index("--out") + 1] == f"{exp}/local"
+    assert "train.seed=1" in single[0] and single[0][-1] == "train.max_frames=1500"

@@ -2,7 +2,8 @@
 
 Usage: python recipes/common/results_table.py --out recipes/mini/RESULTS.md EXP_ROOT...
 Every EXP_ROOT/*/eval/*/report.json (or EXP/eval/*/report.json) becomes one row; the attention
-kind comes from the experiment's config.yaml. The file is generated, never edited by hand.
+kind comes from the experiment's config.yaml (an ensemble's: its first member's, the folders
+its report names). The file is generated, never edited by hand.
 """
 
 from __future__ import annotations
@@ -26,20 +27,40 @@ def _units(exp: Path) -> str:
     return f"{kind} ({len(data.get('pieces', []))})"
 
 
+def _trained(folders: list[Path]) -> list[str]:
+    """Epochs, steps, training minutes, threads and audio-s/s of the runs in `folders`: one
+    run's figures, or for an ensemble's members trained side by side the epochs and steps of
+    each (a / b), the longest training time and the summed threads and throughput."""
+    files = [folder / "train_result.json" for folder in folders]
+    results = [json.loads(f.read_text()) for f in files if f.is_file()]
+    if len(results) < len(folders) or not results:
+        return ["?"] * 5
+    return [
+        " / ".join(str(r.get("epochs", "?")) for r in results),
+        " / ".join(str(r.get("steps", "?")) for r in results),
+        f"{max(r['train_minutes'] for r in results):.1f}",
+        str(sum(r.get("threads", 0) for r in results) or "?"),
+        f"{sum(r['audio_seconds_per_second'] for r in results):.0f}",
+    ]
+
+
 def _row(path: Path) -> str:
     exp, test_set = path.parents[2], path.parent.name
     report = json.loads(path.read_text())
-    config, result = exp / "config.yaml", exp / "train_result.json"
+    # An ensemble's report names its members' checkpoints; each member is an experiment folder.
+    members = [Path(m["model"]).parent for m in report.get("ensemble") or []]
+    first = members[0] if members else exp
+    config = first / "config.yaml"
     cfg = load_yaml(config) if config.is_file() else None
     kind = cfg.attention.kind if cfg else "?"
     guide = "?" if cfg is None else cfg.train.guide_weight or "-"
-    trained = json.loads(result.read_text()) if result.is_file() else {}
     decode = report.get("decode", {})
     rtf = "-" if report.get("rtf") is None else f"{report['rtf']:.3f}"
+    name = f"{exp.name} ({len(members)} members)" if members else exp.name
     cells = [
-        exp.name,
+        name,
         kind,
-        _units(exp),
+        _units(first),
         guide,
         test_set,
         decode.get("beam", "?"),
@@ -49,11 +70,7 @@ def _row(path: Path) -> str:
         f"{100 * report['ser']:.1f}",
         report["num_utterances"],
         report["num_words"],
-        trained.get("epochs", "?"),
-        trained.get("steps", "?"),
-        f"{trained['train_minutes']:.1f}" if "train_minutes" in trained else "?",
-        trained.get("threads", "?"),
-        f"{trained['audio_seconds_per_second']:.0f}" if trained else "?",
+        *_trained(members or [exp]),
         rtf,
     ]
     return "| " + " | ".join(map(str, cells)) + " |"
@@ -87,7 +104,9 @@ def main() -> None:
         "in the search (0 = attention alone), epochs (whole ones), optimizer steps (`attnasr train "
         "--max-steps` repeats a budget-stopped run on another host) and minutes of training "
         "(validation excluded), the CPU threads it ran with, its throughput in audio seconds "
-        "per second, and the decoding real-time factor.",
+        "per second, and the decoding real-time factor. An ensemble's row (N members: models "
+        "trained side by side, decoded with their mean scores) gives each member's epochs and "
+        "steps (a / b), its longest training time and the threads and throughput summed.",
         "",
         "| experiment | attention | units | guide | test set | beam | CTC | WER % | CER % | SER % "
         "| utts | words | epochs | steps | train min | threads | audio s/s | RTF |",
