@@ -255,6 +255,24 @@ def _ctc_increments(
     return mean, impossible, scored
 
 
+def _joint_scores(
+    allowed: Tensor, members: list[_Member], outs: list[SpellerStep], opts: DecodeOptions
+) -> tuple[Tensor, Tensor | None, list[tuple[_Member, Tensor, Extensions]]]:
+    """Extension scores: the attention's (N, V) `allowed` log-probs alone, or with CTC the
+    joint (1 - w) * attention + w * CTC increment of the top candidates (N, C), those
+    candidates' ids (None without CTC) and each scoring model's increments (`_ctc_increments`)."""
+    if not any(m.scorer is not None for m in members):
+        return allowed, None, []
+    count = min(opts.candidates, allowed.shape[1])
+    candidates = allowed.topk(count, dim=1).indices  # (N, C) pre-beam by attention
+    att = allowed.gather(1, candidates)
+    increments, impossible, scored = _ctc_increments(members, outs, candidates, opts)
+    w = opts.ctc_weight
+    joint = (1 - w) * att + w * increments
+    # A prefix CTC cannot produce is dropped, not ranked by the float noise of -1e10.
+    return joint.masked_fill((att == NEG_INF) | impossible, NEG_INF), candidates, scored
+
+
 def _advance(
     beams: _Beams,
     outs: list[SpellerStep],
@@ -280,19 +298,7 @@ def _advance(
     allowed = constrain(
         log_probs, beams.recent, beams.runs, beams.min_len, beams.max_len, opts, step
     )
-    scoring = any(m.scorer is not None for m in members)
-    if scoring:
-        count = min(opts.candidates, allowed.shape[1])
-        candidates = allowed.topk(count, dim=1).indices  # (N, C) pre-beam by attention
-        att = allowed.gather(1, candidates)
-        increments, impossible, scored = _ctc_increments(members, outs, candidates, opts)
-        w = opts.ctc_weight
-        joint = (1 - w) * att + w * increments
-        # A prefix CTC cannot produce is dropped, not ranked by the float noise of -1e10.
-        joint = joint.masked_fill((att == NEG_INF) | impossible, NEG_INF)
-    else:
-        candidates, scored = None, []
-        joint = allowed
+    joint, candidates, scored = _joint_scores(allowed, members, outs, opts)
     width = joint.shape[1]
     total = (beams.scores.unsqueeze(1) + joint).view(blocks, k * width)
     top_scores, top_index = total.topk(2 * k, dim=1)  # (A, 2K)
