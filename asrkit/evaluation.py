@@ -153,16 +153,14 @@ def evaluate_model(
         UserError: no checkpoint, bad manifest, ensemble members that do not fit together,
             or an output folder with earlier results.
     """
-    from asrkit.checkpoint import load_model
     from asrkit.data.manifest import read_manifest
     from asrkit.decoding import decode_utterances
-    from asrkit.decoding.api import ensemble_members
+    from asrkit.decoding.api import load_members
 
     opts, decode = opts or ScoringOptions(), decode or ModelOptions()
     console = console or Console(stderr=True)
     out_dir = prepare_out_dir(out_dir, opts.force)
-    paths = [model] if isinstance(model, Path) else list(model)
-    members = ensemble_members([load_model(path, decode.device) for path in paths])
+    members = load_members(model, decode.device)
     loaded = members[0]
     utts = read_manifest(manifest)
     search = loaded.decode_options(

@@ -89,10 +89,7 @@ def decode_utterances(
     order = sorted(range(len(utts)), key=lambda i: -utts[i].duration)
     results: list[Transcript | None] = [None] * len(utts)
     audio_seconds, rate = 0.0, _rate(models[0])
-    shifts = [
-        _speaker_shifts(m, utts, progress, console) if m.config.model.speaker_cmn else None
-        for m in models
-    ]
+    shifts = _member_shifts(models, utts, progress, console)
     with _progress(progress, console, len(utts)) as advance:
         for first in range(0, len(order), opts.batch_size):
             group = order[first : first + opts.batch_size]
@@ -132,6 +129,14 @@ def transcribe_files(
             duration, rate = 0.0, 0  # reported as unreadable when decoded
         utts.append(Utterance(uid, str(path), duration, rate, speaker="", text=""))
     return decode_utterances(loaded, utts, opts, progress=progress, console=console)
+
+
+def load_members(paths: Path | Sequence[Path], device: str) -> list[LoadedModel]:
+    """Load one model or an ensemble's members (`ensemble_members` checks they fit)."""
+    from asrkit.checkpoint import load_model
+
+    given = [paths] if isinstance(paths, Path) else list(paths)
+    return ensemble_members([load_model(path, device) for path in given])
 
 
 def ensemble_members(loaded: LoadedModel | Sequence[LoadedModel]) -> list[LoadedModel]:
@@ -194,6 +199,28 @@ def _speaker_shifts(
 
     with _progress(progress, console, len(utts), "speaker means") as advance:
         return speaker_shifts(plain(advance), target)
+
+
+def _member_shifts(
+    models: list[LoadedModel], utts: list[Utterance], progress: bool, console: Console | None
+) -> list[dict[str, Tensor] | None]:
+    """Each model's speaker CMN shifts (None without speaker CMN). Members trained on the same
+    data share their CMVN mean, the shifts' target: those reuse the first pass over the audio."""
+    shifts: list[dict[str, Tensor] | None] = []
+    for i, model in enumerate(models):
+        if not model.config.model.speaker_cmn:
+            shifts.append(None)
+            continue
+        earlier = (shifts[j] for j in range(i) if _same_target(models[j], model))
+        reused = next((found for found in earlier if found is not None), None)
+        shifts.append(
+            reused if reused is not None else _speaker_shifts(model, utts, progress, console)
+        )
+    return shifts
+
+
+def _same_target(a: LoadedModel, b: LoadedModel) -> bool:
+    return torch.equal(a.model.feat_mean.detach().cpu(), b.model.feat_mean.detach().cpu())
 
 
 def _read_group(

@@ -65,8 +65,7 @@ def run_transcribe(
         force: overwrite earlier results in `out` (and existing plots).
         console: for progress and warnings (stderr by default).
     """
-    from asrkit.checkpoint import load_model
-    from asrkit.decoding.api import ensemble_members
+    from asrkit.decoding.api import load_members
 
     formats = resolve_formats(fmt)
     paths = collect_audio(audio)
@@ -75,8 +74,7 @@ def run_transcribe(
         raise UserError(f"{what} give several outputs: choose a folder with --out DIR")
     if out is not None:
         prepare_out_dir(out, force)
-    paths_of_models = [model] if isinstance(model, Path) else list(model)
-    members = ensemble_members([load_model(path, device) for path in paths_of_models])
+    members = load_members(model, device)
     loaded = members[0]
     opts = loaded.decode_options(**overrides)
     transcripts, timing = transcribe_files(members, paths, opts, console=console)
