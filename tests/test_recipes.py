@@ -181,7 +181,7 @@ def _run_stage_with_stubs(
     ("recipe", "stage", "launcher", "expected_tail"),
     [
         ("mini", "3", "torchrun", ["--set", "train.max_frames=4000"]),  # split batch last
-        ("digits", "2", "attnasr", ["--set", "train.max_frames=3000"]),  # 2 members x 1 process
+        ("digits", "2", "attnasr", ["--set", "train.max_frames=3000"]),  # 3 members x 1 process
         ("librispeech", "2", "torchrun", []),
     ],
 )
@@ -204,16 +204,17 @@ def test_digits_trains_members_side_by_side_and_evaluates_them_together(tmp_path
         (args[args.index("--out") + 1], next(a for a in args if a.startswith("train.seed=")))
         for args in trained
     )
-    assert members == [
-        (f"{exp}/local/member-0", "train.seed=2"),
-        (f"{exp}/local/member-1", "train.seed=3"),
+    assert members == [  # the default: three members, member m at seed 3 x 1 + m
+        (f"{exp}/local/member-0", "train.seed=3"),
+        (f"{exp}/local/member-1", "train.seed=4"),
+        (f"{exp}/local/member-2", "train.seed=5"),
     ]
     scored = _run_stage_with_stubs(tmp_path / "b", "digits", "3", common)
-    assert len(scored) == 2  # the config's search and greedy, each over both members
+    assert len(scored) == 2  # the config's search and greedy, each over all members
     for args in scored:
         assert args[:2] == ["attnasr", "evaluate"]
         models = [args[i + 1] for i, a in enumerate(args) if a == "--model"]
-        assert models == [f"{exp}/local/member-0", f"{exp}/local/member-1"]
+        assert models == [f"{exp}/local/member-{m}" for m in range(3)]
     single = _run_stage_with_stubs(
         tmp_path / "c", "digits", "2", [*common, "--members", "1", "--nproc", "2"]
     )
