@@ -104,3 +104,34 @@ def test_the_report_says_how_features_were_normalised(tmp_path) -> None:
         "global CMVN + speaker mean (3 speakers; 1 utterances without a speaker: their own mean)"
     )
     assert said["plain"] == "global CMVN"
+
+
+def test_ensemble_members_get_shifts_onto_their_own_mean_from_one_pass(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asrkit.decoding.api as api
+
+    utts = read_split(write_corpus(tmp_path, "dev", 6, seed=3)).utterances
+    tokenizer = CharTokenizer.train(["ABCD "])
+    cfg = tiny_config("dot", model__speaker_cmn=True)
+    members = []
+    for offset in (0.0, 2.0, 0.0):  # the third member shares the first one's CMVN mean
+        model = LAS(cfg, tokenizer.vocab_size).eval()
+        n_mels = cfg.features.n_mels
+        model.set_cmvn(torch.linspace(-3.0, 1.0, n_mels) + offset, torch.ones(n_mels))
+        members.append(LoadedModel(model, cfg, tokenizer, tmp_path / "tiny.pt"))
+    plain = SpeechDataset(utts, tokenizer, cfg.features)
+    features = [(u.speaker, plain.plain_features(i)) for i, u in enumerate(utts)]
+    reads = []
+    load_audio = api.load_audio
+    monkeypatch.setattr(api, "load_audio", lambda *a: reads.append(a) or load_audio(*a))
+    shifts = api._member_shifts(members, utts, progress=False, console=None)
+    assert len(reads) == len(utts)  # one pass over the audio for all three members
+    for member, got in zip(members, shifts, strict=True):
+        expected = speaker_shifts(features, member.model.feat_mean)
+        assert got is not None and got.keys() == expected.keys()
+        for speaker, shift in expected.items():
+            torch.testing.assert_close(got[speaker], shift, rtol=0, atol=1e-5)
+    speaker = next(iter(features))[0]
+    assert shifts[0] is not None and shifts[1] is not None
+    torch.testing.assert_close(shifts[1][speaker] - shifts[0][speaker], torch.full((n_mels,), 2.0))

@@ -34,9 +34,15 @@ def speaker_shifts(features: Iterable[tuple[str, Tensor]], target: Tensor) -> di
         target: (n_mels,) where each speaker's mean lands (the global CMVN mean).
 
     Returns:
-        speaker -> target - mean over all frames of the speaker's utterances (float64 sums:
-        hours of frames would blur a float32 running sum).
+        speaker -> target - mean over all frames of the speaker's utterances.
     """
+    return shifts_to(speaker_means(features), target)
+
+
+def speaker_means(features: Iterable[tuple[str, Tensor]]) -> dict[str, Tensor]:
+    """Per speaker, the float64 (n_mels,) mean log-mel over all frames of its utterances
+    (float64 sums: hours of frames would blur a float32 running sum); utterances with an
+    empty speaker are ignored."""
     sums: dict[str, Tensor] = {}
     counts: dict[str, int] = {}
     for speaker, feats in features:
@@ -45,7 +51,13 @@ def speaker_shifts(features: Iterable[tuple[str, Tensor]], target: Tensor) -> di
         total = feats.double().sum(dim=0)
         sums[speaker] = sums[speaker] + total if speaker in sums else total
         counts[speaker] = counts.get(speaker, 0) + feats.shape[0]
-    return {s: (target.double() - sums[s] / counts[s]).float() for s in sums}
+    return {s: sums[s] / counts[s] for s in sums}
+
+
+def shifts_to(means: dict[str, Tensor], target: Tensor) -> dict[str, Tensor]:
+    """speaker -> target - the speaker's mean (`speaker_means`): one pass over the audio
+    serves models with different CMVN means."""
+    return {s: (target.double() - mean).float() for s, mean in means.items()}
 
 
 def shift_features(

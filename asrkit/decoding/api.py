@@ -25,7 +25,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
 from asrkit.data.manifest import Utterance
-from asrkit.data.speaker_cmn import shift_features, speaker_shifts
+from asrkit.data.speaker_cmn import shift_features, shifts_to, speaker_means
 from asrkit.decoding.beam import beam_search, ensemble_beam_search
 from asrkit.decoding.constraints import eval_mode
 from asrkit.decoding.greedy import greedy_search
@@ -179,12 +179,11 @@ def _progress(show: bool, console: Console | None, total: int, what: str = "deco
         yield lambda n: bar.advance(task, n)
 
 
-def _speaker_shifts(
+def _speaker_means(
     loaded: LoadedModel, utts: list[Utterance], progress: bool, console: Console | None
 ) -> dict[str, Tensor]:
-    """Speaker CMN: each speaker's shift from all of its utterances' audio (a first pass)."""
+    """Speaker CMN's first pass: each speaker's mean log-mel over all of its utterances' audio."""
     rate, fbank = _rate(loaded), Fbank(loaded.config.features)
-    target = loaded.model.feat_mean.detach().cpu()
 
     def plain(advance: Callable[[int], None]) -> Iterator[tuple[str, Tensor]]:
         for utt in utts:
@@ -198,29 +197,22 @@ def _speaker_shifts(
             yield utt.speaker, fbank(wave)
 
     with _progress(progress, console, len(utts), "speaker means") as advance:
-        return speaker_shifts(plain(advance), target)
+        return speaker_means(plain(advance))
 
 
 def _member_shifts(
     models: list[LoadedModel], utts: list[Utterance], progress: bool, console: Console | None
 ) -> list[dict[str, Tensor] | None]:
-    """Each model's speaker CMN shifts (None without speaker CMN). Members trained on the same
-    data share their CMVN mean, the shifts' target: those reuse the first pass over the audio."""
-    shifts: list[dict[str, Tensor] | None] = []
-    for i, model in enumerate(models):
-        if not model.config.model.speaker_cmn:
-            shifts.append(None)
-            continue
-        earlier = (shifts[j] for j in range(i) if _same_target(models[j], model))
-        reused = next((found for found in earlier if found is not None), None)
-        shifts.append(
-            reused if reused is not None else _speaker_shifts(model, utts, progress, console)
-        )
-    return shifts
-
-
-def _same_target(a: LoadedModel, b: LoadedModel) -> bool:
-    return torch.equal(a.model.feat_mean.detach().cpu(), b.model.feat_mean.detach().cpu())
+    """Each model's speaker CMN shifts onto its own CMVN mean (None without speaker CMN).
+    Members share their features config (`ensemble_members`), so one pass over the audio
+    gives the speaker means for all of them."""
+    if not any(m.config.model.speaker_cmn for m in models):
+        return [None] * len(models)
+    means = _speaker_means(models[0], utts, progress, console)
+    return [
+        shifts_to(means, m.model.feat_mean.detach().cpu()) if m.config.model.speaker_cmn else None
+        for m in models
+    ]
 
 
 def _read_group(
