@@ -128,6 +128,7 @@ class ModelOptions:
     progress: bool = True
     ctc_window: int | None = None
     att_window: int | None = None
+    length_penalty: float | None = None
 
 
 def evaluate_model(
@@ -169,6 +170,7 @@ def evaluate_model(
         batch_size=decode.batch_size,
         ctc_window=decode.ctc_window,
         att_window=decode.att_window,
+        length_penalty=decode.length_penalty,
     )
     transcripts, timing = decode_utterances(
         members, utts, search, progress=decode.progress, console=console

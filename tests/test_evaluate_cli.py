@@ -159,3 +159,17 @@ def test_model_mode_with_an_ensemble(tmp_path: Path) -> None:
               "--out", tmp_path / "bad", "--device", "cpu")  # fmt: skip
     assert bad.exit_code == 1 and "tokenizer differs" in bad.output
     assert "Traceback" not in bad.output
+
+
+def test_model_mode_length_penalty(tmp_path: Path) -> None:
+    """--length-penalty reaches the search (the report records it); a negative one is refused."""
+    exp, manifest = _model_and_manifest(tmp_path)
+    out = tmp_path / "eval"
+    result = run("--model", exp, "--manifest", manifest, "--out", out, "--device", "cpu",
+                 "--beam", "2", "--length-penalty", "0.5", "--bootstrap", "50")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "report.json").read_text())["decode"]["length_penalty"] == 0.5
+    bad = run("--model", exp, "--manifest", manifest, "--out", tmp_path / "bad",
+              "--device", "cpu", "--length-penalty", "-1")  # fmt: skip
+    assert bad.exit_code == 1 and "length penalty must be >= 0, got -1" in bad.output
+    assert "Traceback" not in bad.output

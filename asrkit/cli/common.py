@@ -16,11 +16,24 @@ from asrkit.io import UserError
 console = Console(stderr=True)  # progress and tables on stderr; stdout is for results
 F = TypeVar("F", bound=Callable[..., Any])
 
+DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+
 # Decoding options that transcribe and evaluate share.
+BeamOption = Annotated[int | None, typer.Option("--beam", help="Beam width (1 = greedy).")]
+CtcWeightOption = Annotated[
+    float | None, typer.Option("--ctc-weight", help="Joint CTC weight in beam search.")
+]
 CtcWindowOption = Annotated[
     int | None,
     typer.Option(
         "--ctc-window", help="CTC scoring within N encoder frames of the attention (0 = all)."
+    ),
+]
+LengthPenaltyOption = Annotated[
+    float | None,
+    typer.Option(
+        "--length-penalty",
+        help="Beam search ranks finished hypotheses by score / (tokens + 1)**P (0 = none).",
     ),
 ]
 AttWindowOption = Annotated[

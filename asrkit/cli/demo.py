@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from asrkit.cli.common import console, resolve_device, user_errors
+from asrkit.cli.common import DeviceOption, console, resolve_device, user_errors
 
 
 @user_errors
@@ -23,7 +23,7 @@ def demo_command(
     force: Annotated[bool, typer.Option("--force", help="Replace the demo outputs in --out.")] = (
         False
     ),
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOption = "auto",
     limit: Annotated[
         int | None, typer.Option("--limit", hidden=True, help="Use only N training utterances.")
     ] = None,

@@ -10,7 +10,11 @@ import typer
 
 from asrkit.cli.common import (
     AttWindowOption,
+    BeamOption,
+    CtcWeightOption,
     CtcWindowOption,
+    DeviceOption,
+    LengthPenaltyOption,
     console,
     resolve_device,
     user_errors,
@@ -51,16 +55,15 @@ def evaluate_command(
     normalizer: Annotated[
         Normalizer, typer.Option("--normalizer", help="Text normalisation of both sides.")
     ] = Normalizer.librispeech,
-    beam: Annotated[int | None, typer.Option("--beam", help="Beam width (1 = greedy).")] = None,
-    ctc_weight: Annotated[
-        float | None, typer.Option("--ctc-weight", help="Joint CTC weight in beam search.")
-    ] = None,
+    beam: BeamOption = None,
+    ctc_weight: CtcWeightOption = None,
     ctc_window: CtcWindowOption = None,
     att_window: AttWindowOption = None,
+    length_penalty: LengthPenaltyOption = None,
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", help="Utterances decoded together.")
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOption = "auto",
     worst: Annotated[
         int, typer.Option("--worst", help="Worst utterances listed (and plotted).")
     ] = 10,
@@ -79,7 +82,13 @@ def evaluate_command(
     if model and manifest is not None and ref is None and hyp is None:
         device_name = resolve_device(device)
         decode = ModelOptions(
-            beam, ctc_weight, batch_size, device_name, ctc_window=ctc_window, att_window=att_window
+            beam,
+            ctc_weight,
+            batch_size,
+            device_name,
+            ctc_window=ctc_window,
+            att_window=att_window,
+            length_penalty=length_penalty,
         )
         evaluate_model(model, manifest, out, opts, decode, console=console)
     elif ref is not None and hyp is not None and not model and manifest is None:

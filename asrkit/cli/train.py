@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from asrkit.cli.common import console, user_errors
+from asrkit.cli.common import DeviceOption, console, user_errors
 
 
 @user_errors
@@ -43,7 +43,7 @@ def train_command(
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Override section.key=value (repeatable).")
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOption = "auto",
 ) -> None:
     """Train a LAS model; EXP_DIR then works as --model for transcribe and evaluate.
 

@@ -11,7 +11,11 @@ import typer
 
 from asrkit.cli.common import (
     AttWindowOption,
+    BeamOption,
+    CtcWeightOption,
     CtcWindowOption,
+    DeviceOption,
+    LengthPenaltyOption,
     console,
     resolve_device,
     user_errors,
@@ -43,12 +47,11 @@ def transcribe(
             help="Experiment folder or .pt checkpoint; repeat it to decode with an ensemble.",
         ),
     ],
-    beam: Annotated[int | None, typer.Option("--beam", help="Beam width (1 = greedy).")] = None,
-    ctc_weight: Annotated[
-        float | None, typer.Option("--ctc-weight", help="Joint CTC weight in beam search.")
-    ] = None,
+    beam: BeamOption = None,
+    ctc_weight: CtcWeightOption = None,
     ctc_window: CtcWindowOption = None,
     att_window: AttWindowOption = None,
+    length_penalty: LengthPenaltyOption = None,
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = (
         OutputFormat.txt
     ),
@@ -59,7 +62,7 @@ def transcribe(
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", help="Files (or segments) decoded together.")
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOption = "auto",
     timestamps: Annotated[
         TimestampSource,
         typer.Option("--timestamps", help="Word times from CTC alignment or attention."),
@@ -76,6 +79,7 @@ def transcribe(
         "ctc_weight": ctc_weight,
         "ctc_window": ctc_window,
         "att_window": att_window,
+        "length_penalty": length_penalty,
         "batch_size": batch_size,
         "timestamps": timestamps.value,
     }

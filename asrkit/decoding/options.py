@@ -70,6 +70,8 @@ class DecodeOptions:
             raise UserError(f"beam must be at least 1, got {self.beam}")
         if not 0.0 <= self.ctc_weight <= 1.0:
             raise UserError(f"ctc weight must be in [0, 1], got {self.ctc_weight}")
+        if self.length_penalty < 0.0:
+            raise UserError(f"length penalty must be >= 0, got {self.length_penalty}")
         if self.batch_size < 1:
             raise UserError(f"batch size must be at least 1, got {self.batch_size}")
         if self.max_len_ratio <= 0.0:
