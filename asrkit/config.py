@@ -40,7 +40,7 @@ class FeaturesConfig:
 @dataclass(frozen=True)
 class ListenerConfig:
     kind: str = "pblstm"  # "pblstm", "transformer" or "conformer"
-    conv_subsample: int = 1  # 1 (none), 2 or 4: strided conv front end before the encoder
+    conv_subsample: int = 1  # front end subsampling: 1 (none), 2, 4 or 8 (conv1d); 4 or 6 (conv2d)
     hidden: int = 256  # per-direction LSTM size, or model width for self-attention encoders
     layers: int = 3  # pyramid levels (each halves time) or self-attention blocks
     lstm_before_pyramid: bool = True  # LAS puts one full-rate BiLSTM below the pyramid
@@ -49,6 +49,32 @@ class ListenerConfig:
     left_context: int = -1  # self-attention only: time-restricted mask, -1 = unlimited
     right_context: int = -1  # self-attention only: time-restricted mask, -1 = unlimited
     dropout: float = 0.1
+    # Subsampling front end: "conv1d" (strided 1-D convs over time, mel bins as channels;
+    # conv_subsample 2, 4 or 8) or "conv2d" (ESPnet's 2-D convs over time x frequency, the
+    # Conformer front end; conv_subsample 4 or 6)
+    frontend: str = "conv1d"
+    conv_channels: int = 0  # conv2d only: channels of the 2-D convs; 0 = hidden
+    # self-attention only: "absolute" sinusoidal positions added to the input, or "rotary"
+    # (RoPE, Su et al. 2021: queries and keys rotated by their position, so attention sees
+    # relative offsets; nothing is added to the frames)
+    positions: str = "absolute"
+    kernel: int = 15  # conformer only: depthwise convolution width (odd)
+    # self-attention only: blocks (1-based) after which the CTC head also reads the encoder,
+    # for intermediate CTC (Lee & Watanabe 2021); weighted by model.inter_ctc_weight
+    inter_ctc_layers: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Checks across fields (subsampling per front end, heads dividing the width) run when
+        # the model is built (`asrkit.model.las.build_listener`): overrides replace one field
+        # at a time, so a pair of them would pass through an inconsistent middle state.
+        if self.frontend not in ("conv1d", "conv2d"):
+            raise ConfigError(f"listener.frontend must be conv1d or conv2d, got {self.frontend!r}")
+        if self.positions not in ("absolute", "rotary"):
+            raise ConfigError(
+                f"listener.positions must be absolute or rotary, got {self.positions!r}"
+            )
+        if self.kernel < 1 or self.kernel % 2 == 0:
+            raise ConfigError(f"listener.kernel must be a positive odd number, got {self.kernel}")
 
 
 @dataclass(frozen=True)
@@ -103,6 +129,35 @@ class SpellerConfig:
 
 
 @dataclass(frozen=True)
+class DecoderConfig:
+    # "lstm": the LAS speller (section `speller`); "transformer": causal self-attention over
+    # the output prefix, then cross-attention over the encoder (kind: `attention.kind`, one of
+    # global / multihead, local / local-m, local-p, monotonic, mocha; attention.heads heads)
+    kind: str = "lstm"
+    dim: int = 256  # transformer only: model width (also the embedding size)
+    layers: int = 4  # transformer only: decoder blocks
+    heads: int = 4  # transformer only: self-attention heads (cross-attention: attention.heads)
+    ff_mult: int = 4  # transformer only: feed-forward width multiple
+    dropout: float = 0.1  # transformer only
+    # transformer only: the block whose cross-attention (mean over its heads) is the decoder's
+    # alignment: plots, health flags, attention word times, CTC window; -1 = the last
+    alignment_layer: int = -1
+    # transformer only: "absolute" sinusoids added to the embeddings, or "rotary" (RoPE) in
+    # the causal self-attention
+    positions: str = "absolute"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("lstm", "transformer"):
+            raise ConfigError(
+                f"decoder.kind: unknown decoder {self.kind!r} (valid: lstm, transformer)"
+            )
+        if self.positions not in ("absolute", "rotary"):
+            raise ConfigError(
+                f"decoder.positions must be absolute or rotary, got {self.positions!r}"
+            )
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     ctc_weight: float = 0.3  # lambda of joint CTC-attention loss; 0 disables the CTC head
     label_smoothing: float = 0.1  # cross-entropy label smoothing
@@ -116,8 +171,15 @@ class ModelConfig:
     # width of the diagonal band of the guided-attention loss, as a share of the utterance
     # (Tachibana et al. 2018); the loss weight and its schedule are train.guide_*
     guide_sigma: float = 0.2
+    # share of the CTC loss taken by the intermediate CTC losses (listener.inter_ctc_layers):
+    # ctc = (1 - w) * final + w * mean(intermediate)
+    inter_ctc_weight: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.inter_ctc_weight < 1.0:
+            raise ConfigError(
+                f"model.inter_ctc_weight must be in [0, 1), got {self.inter_ctc_weight}"
+            )
         if self.utterance_cmn and self.speaker_cmn:
             raise ConfigError("model.utterance_cmn and model.speaker_cmn: choose one of the two")
 
@@ -285,6 +347,7 @@ class ExperimentConfig:
     listener: ListenerConfig = field(default_factory=ListenerConfig)
     attention: AttentionConfig = field(default_factory=AttentionConfig)
     speller: SpellerConfig = field(default_factory=SpellerConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     specaug: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

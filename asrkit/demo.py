@@ -195,7 +195,9 @@ def transcribe_test(
     frame_shift = loaded.model.subsampling * loaded.config.features.hop_ms / 1000.0
     for t in transcripts[:PLOTTED_UTTERANCES]:
         feats = fbank(load_audio(t.audio, loaded.config.features.sample_rate))  # (T, n_mels)
-        plot_transcript(out_dir / "plots" / f"{t.id}.png", t, feats, loaded.tokenizer, frame_shift)
+        path = out_dir / "plots" / f"{t.id}.png"
+        source = loaded.model.alignment_source
+        plot_transcript(path, t, feats, loaded.tokenizer, frame_shift, source)
     return DecodedSet(loaded, test, utts, transcripts, timing, opts, device)
 
 

@@ -241,6 +241,8 @@ def score_decoded(
             "device": decoded.device,
             "decode": _jsonable(asdict(decoded.search)),
             "feature_normalisation": _feature_normalisation(decoded.loaded, utts),
+            # the weights the health flags and plots read (a Transformer's block and heads)
+            "alignment": decoded.loaded.model.alignment_source or "attention",
             "audio_seconds": decoded.timing.audio_seconds,
             "wall_seconds": decoded.timing.wall_seconds,
         },
@@ -298,6 +300,8 @@ def _plot_worst(
         path = plot_dir / f"{utt.id}.png"
         flags = ", ".join(utt.health.names()) if utt.health is not None else ""
         title = f"{utt.id}: {utt.errors} errors" + (f" ({flags})" if flags else "")
+        if loaded.model.alignment_source:
+            title += f"; {loaded.model.alignment_source}"
         plot_alignment(path, fbank(wave), hypothesis.attention, labels, frame_shift, title)
         plots[utt.id] = f"plots/{path.name}"
     return plots

@@ -102,3 +102,53 @@ def plot_alignment(
     with atomic_open(Path(path), "wb") as handle:
         handle.write(buffer.getvalue())
     return Path(path)
+
+
+def plot_heads(
+    path: Path, head_weights: Tensor, tokens: list[str], frame_shift: float, title: str
+) -> Path:
+    """Save a PNG with one panel per attention head, side by side on one time axis.
+
+    Args:
+        path: the PNG to write (atomically).
+        head_weights: (H, U, T') weights of every head, cropped to the valid frames.
+        tokens: U labels for the rows (shown on the first panel).
+        frame_shift: seconds per encoder frame.
+        title: figure title (which block the heads belong to).
+
+    Returns:
+        `path`.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    heads, rows, frames = head_weights.shape
+    seconds = max(frames * frame_shift, 0.01)
+    width = min(30.0, 1.0 + heads * max(3.0, 0.3 * seconds))
+    fig = Figure(figsize=(width, 3.0 + min(5.0, 0.06 * min(rows, MAX_LABELS))), dpi=DPI)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, heads, sharey=True, squeeze=False)[0]
+    step = max(1, math.ceil(len(tokens) / MAX_LABELS))
+    shown = list(range(0, len(tokens), step))
+    for h, ax in enumerate(axes):
+        ax.imshow(
+            head_weights[h].float().cpu().numpy() if rows else [[0.0]],
+            origin="upper",
+            aspect="auto",
+            cmap="viridis",
+            vmin=0.0,
+            extent=(0, seconds, max(1, rows), 0),
+            interpolation="nearest",
+        )
+        ax.set_title(f"head {h + 1}", fontsize=9)
+        ax.set_xlabel("time (s)")
+    axes[0].set_yticks([i + 0.5 for i in shown])
+    axes[0].set_yticklabels([tokens[i].replace("▁", "␣") for i in shown], fontsize=7)
+    axes[0].set_ylabel("output token")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    with atomic_open(Path(path), "wb") as handle:
+        handle.write(buffer.getvalue())
+    return Path(path)

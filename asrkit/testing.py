@@ -17,6 +17,7 @@ import torch
 
 from asrkit.config import (
     AttentionConfig,
+    DecoderConfig,
     ExperimentConfig,
     ListenerConfig,
     ModelConfig,
@@ -25,7 +26,7 @@ from asrkit.config import (
 from asrkit.model.las import LAS, Batch
 from asrkit.tokenizer import SPECIALS
 
-MODEL_SECTIONS = ("features", "listener", "attention", "speller", "model")
+MODEL_SECTIONS = ("features", "listener", "attention", "speller", "decoder", "model")
 TINY_FRAMES = (61, 47, 33, 24, 70, 52, 38, 29)  # dummy utterance lengths, cycled
 
 
@@ -36,7 +37,7 @@ def tiny_config(attention: str = "location", **overrides: Any) -> ExperimentConf
         attention: attention kind or family name.
         **overrides: each either `section=<dataclass or dict of fields>`,
             `section__field=value`, or a bare `field=value` when exactly one model section
-            (features, listener, attention, speller, model) has that field, or else exactly one
+            (features, listener, attention, speller, decoder, model) has that field, or else one
             section (e.g. `ctc_weight=0.0` sets model.ctc_weight; `hidden` is ambiguous).
 
     Example:
@@ -52,6 +53,35 @@ def tiny_config(attention: str = "location", **overrides: Any) -> ExperimentConf
     for key, value in overrides.items():
         cfg = _override(cfg, key, value)
     return cfg
+
+
+def tiny_transformer_config(attention: str = "global", **overrides: Any) -> ExperimentConfig:
+    """`tiny_config` with a 2-block Conformer encoder (conv2d 4x, rotary positions) and a
+    2-block Transformer decoder of width 32 whose cross-attention is `attention` (2 heads).
+
+    Example:
+        >>> tiny_transformer_config("monotonic").decoder.kind
+        'transformer'
+    """
+    base = {
+        "listener": ListenerConfig(
+            kind="conformer",
+            hidden=32,
+            layers=2,
+            heads=2,
+            ff_mult=2,
+            frontend="conv2d",
+            conv_subsample=4,
+            conv_channels=8,
+            positions="rotary",
+            kernel=7,
+            dropout=0.0,
+        ),
+        "decoder": DecoderConfig(
+            kind="transformer", dim=32, layers=2, heads=2, ff_mult=2, dropout=0.0
+        ),
+    }
+    return tiny_config(attention, **{**base, **overrides})
 
 
 def _override(cfg: ExperimentConfig, key: str, value: Any) -> ExperimentConfig:
@@ -116,3 +146,27 @@ def dummy_batch(
         token_lengths=tokens_len,
         ids=[f"dummy-{seed}-{i}" for i in range(batch_size)],
     )
+
+
+def step_by_step(
+    model: LAS, mem: Any, tokens_in: torch.Tensor, mode: str = "eval"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference of a teacher-forced pass: one decoder `step` per output token.
+
+    Args:
+        model: any LAS model (LSTM speller or Transformer decoder).
+        mem: `model.speller.prepare(...)` of the batch.
+        tokens_in: (B, U+1) decoder inputs (`decoder_io`).
+        mode: "train" or "eval", passed to the attention.
+
+    Returns:
+        logits (B, U+1, V) and weights (B, U+1, T').
+    """
+    state = model.speller.initial_state(mem)
+    logits, weights = [], []
+    for i in range(tokens_in.shape[1]):
+        out = model.speller.step(tokens_in[:, i], state, mem, mode)  # type: ignore[arg-type]
+        state = out.state
+        logits.append(out.logits)
+        weights.append(out.weights)
+    return torch.stack(logits, dim=1), torch.stack(weights, dim=1)

@@ -11,14 +11,18 @@ import torch
 
 from asrkit.checkpoint import LoadedModel
 from asrkit.model.las import LAS
-from asrkit.testing import tiny_config
+from asrkit.testing import tiny_config, tiny_transformer_config
 from asrkit.tokenizer import CharTokenizer
 
 
-def tiny_loaded(attention: str = "dot", ctc_weight: float = 0.3, seed: int = 0) -> LoadedModel:
-    """An untrained tiny model with a 30-symbol character tokenizer, in eval mode."""
+def tiny_loaded(
+    attention: str = "dot", ctc_weight: float = 0.3, seed: int = 0, decoder: str = "lstm"
+) -> LoadedModel:
+    """An untrained tiny model with a 30-symbol character tokenizer, in eval mode: the LSTM
+    LAS, or with `decoder="transformer"` a Conformer + Transformer decoder."""
     tokenizer = CharTokenizer.train([string.ascii_uppercase + " '"])
-    cfg = tiny_config(attention, ctc_weight=ctc_weight)
+    make = tiny_transformer_config if decoder == "transformer" else tiny_config
+    cfg = make(attention, ctc_weight=ctc_weight)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = LAS(cfg, tokenizer.vocab_size)

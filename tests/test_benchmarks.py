@@ -36,6 +36,14 @@ def test_bench_attention_refuses_to_replace_results(tmp_path: Path, existing: st
     assert sorted(p.name for p in tmp_path.iterdir()) == [existing]
 
 
+def test_bench_decoder_step_refuses_to_replace_results(tmp_path: Path) -> None:
+    (tmp_path / "decoder_step_cost.png").write_text("earlier result")
+    command = [sys.executable, str(REPO / "benchmarks" / "bench_decoder_step.py"), "--quick"]
+    done = subprocess.run([*command, "--out", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 1 and "decoder_step_cost.png: already exists" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["decoder_step_cost.png"]
+
+
 def test_bench_train_recipe_refuses_before_training(tmp_path: Path) -> None:
     earlier = tmp_path / "rows.json"
     earlier.write_text("earlier result")

@@ -62,9 +62,11 @@ def _long_file(librispeech_dir: Path, tmp_path: Path) -> tuple[Path, list[tuple[
 
 
 @pytest.mark.slow
-def test_long_audio_stitching(librispeech_dir: Path, tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("decoder", ["lstm", "transformer"])
+def test_long_audio_stitching(decoder: str, librispeech_dir: Path, tmp_path: Path, monkeypatch):
     path, gaps = _long_file(librispeech_dir, tmp_path)
-    loaded, opts = tiny_loaded(), DecodeOptions(batch_size=8, max_len_ratio=0.2)
+    loaded = tiny_loaded("dot" if decoder == "lstm" else "multihead", decoder=decoder)
+    opts = DecodeOptions(batch_size=8, max_len_ratio=0.2)
     decoded = []
     real_search = api.greedy_search
 

@@ -51,7 +51,7 @@ def test_pyramidal_listener_length_is_ceil_over_8(length: int) -> None:
     assert n.item() == -(-length // 8)
 
 
-@pytest.mark.parametrize("factor", [2, 4])
+@pytest.mark.parametrize("factor", [2, 4, 8])
 def test_conv_subsampling_lengths(factor: int) -> None:
     conv = ConvSubsampling(80, 16, factor)
     y, n = conv(*padded(LENGTHS))

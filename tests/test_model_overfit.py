@@ -15,9 +15,9 @@ import torch
 
 from asrkit.config import ExperimentConfig
 from asrkit.features import Fbank, load_audio
-from asrkit.model.attention import REGISTRY
+from asrkit.model.attention import CROSS_KINDS, REGISTRY
 from asrkit.model.las import IGNORE, LAS, Batch, decoder_io
-from asrkit.testing import tiny_config
+from asrkit.testing import tiny_config, tiny_transformer_config
 from asrkit.tokenizer import CharTokenizer
 
 # The four shortest train-clean-100 utterances of the shared data (2.4-2.5 s each).
@@ -37,6 +37,12 @@ LR = 3e-3
 #   hard (REINFORCE): CE 2.07-2.32 (from 3.3), accuracy 0.28-0.32: it learns, slowly.
 MAX_CE = 0.5
 MIN_ACCURACY = 0.9  # teacher-forced argmax accuracy over tokens incl. eos
+# Conformer + Transformer decoder (2 + 2 blocks of width 64, `overfit(..., decoder=
+# "transformer")`), seeds 0, 1, 2, 80 steps: lowest CE 0.16-0.34, eval-mode teacher-forced
+# accuracy 0.86-0.93 for every cross-attention kind (multihead 0.87-0.89, local-m 0.88-0.90,
+# local-p 0.89-0.92, monotonic 0.87-0.93, mocha 0.86-0.92); it fits more slowly per step than
+# the LSTM speller from a random start.
+MIN_TRANSFORMER_ACCURACY = 0.8
 MONOTONIC = {"monotonic", "mocha"}  # hard at inference, soft expected alignment in training
 MONOTONIC_G_INIT = 2.0  # attention.g_init: lets the hard scan stop within a short training
 STOCHASTIC = {"hard"}
@@ -75,7 +81,12 @@ def real_batch(librispeech_dir: Path) -> tuple[Batch, CharTokenizer]:
 
 
 def overfit(
-    kind: str, batch: Batch, vocab_size: int, steps: int = STEPS, seed: int = 0
+    kind: str,
+    batch: Batch,
+    vocab_size: int,
+    steps: int = STEPS,
+    seed: int = 0,
+    decoder: str = "lstm",
 ) -> tuple[dict[str, float], float]:
     """Train a tiny model on one batch; return (training stats at the lowest CE of the run,
     eval-mode accuracy of the parameters that gave it).
@@ -87,14 +98,24 @@ def overfit(
     """
     torch.manual_seed(seed)
     extra = {"attention__g_init": MONOTONIC_G_INIT} if kind in MONOTONIC else {}
-    cfg = tiny_config(
-        kind,
-        label_smoothing=0.0,
-        listener__hidden=64,
-        speller__hidden=64,
-        attention__dim=64,
-        **extra,
-    )
+    if decoder == "transformer":  # a 2-block Conformer and a 2-block Transformer decoder
+        cfg = tiny_transformer_config(
+            kind,
+            label_smoothing=0.0,
+            listener__hidden=64,
+            decoder__dim=64,
+            attention__dim=64,
+            **extra,
+        )
+    else:
+        cfg = tiny_config(
+            kind,
+            label_smoothing=0.0,
+            listener__hidden=64,
+            speller__hidden=64,
+            attention__dim=64,
+            **extra,
+        )
     model = LAS(cfg, vocab_size)
     frames = torch.cat([batch.feats[b, :n] for b, n in enumerate(batch.feat_lengths)])
     model.set_cmvn(frames.mean(0), frames.std(0))
@@ -134,3 +155,14 @@ def test_tiny_model_overfits_four_real_utterances(
     if kind in MONOTONIC:  # training (soft expected alignment) and eval (hard scan) both fit
         assert stats["acc"] > MIN_ACCURACY, f"{kind}: training accuracy {stats['acc']:.3f}"
     assert accuracy > MIN_ACCURACY, f"{kind}: eval-mode teacher-forced accuracy {accuracy:.3f}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", CROSS_KINDS)
+def test_tiny_transformer_overfits_four_real_utterances(
+    kind: str, real_batch: tuple[Batch, CharTokenizer]
+) -> None:
+    batch, tok = real_batch
+    stats, accuracy = overfit(kind, batch, tok.vocab_size, decoder="transformer")
+    assert stats["att_loss"] < MAX_CE, f"{kind}: lowest training CE {stats['att_loss']:.3f}"
+    assert accuracy > MIN_TRANSFORMER_ACCURACY, f"{kind}: eval-mode accuracy {accuracy:.3f}"

@@ -14,9 +14,10 @@ from asrkit.data.manifest import Utterance, write_manifest
 from asrkit.io import UserError
 
 
-@pytest.fixture()
-def exp_dir(tmp_path: Path) -> Path:
-    loaded = tiny_loaded("location")
+@pytest.fixture(params=[("location", "lstm"), ("multihead", "transformer")], ids=str)
+def exp_dir(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    attention, decoder = request.param
+    loaded = tiny_loaded(attention, decoder=decoder)
     save_checkpoint(tmp_path / "exp" / "final.pt", loaded.model, loaded.config, loaded.tokenizer)
     return tmp_path / "exp"
 

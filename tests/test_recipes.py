@@ -11,8 +11,8 @@ import pytest
 
 from asrkit.config import load_yaml, to_dict
 from asrkit.data.manifest import Utterance, read_manifest, write_manifest
-from asrkit.model.attention import MEMBERS, resolve_kind
-from asrkit.model.las import LAS
+from asrkit.model.attention import MEMBERS
+from asrkit.model.las import LAS, attention_kind_of
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "recipes").glob("**/conf/*.yaml"))
@@ -23,15 +23,19 @@ def test_every_family_has_a_config_in_every_recipe() -> None:
     for family in ("global", "local", "monotonic"):
         assert f"mini/conf/{family}.yaml" in names
         assert f"digits/conf/{family}.yaml" in names
+        assert f"mini/conf/conformer_{family}.yaml" in names  # run.sh --model conformer
         for hours in ("100h", "960h"):
             assert f"librispeech/conf/{hours}_{family}.yaml" in names
+            assert f"librispeech/conf/{hours}_conformer_{family}.yaml" in names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(REPO / "recipes")))
 def test_config_loads_and_names_its_family(path: Path) -> None:
     cfg = load_yaml(path)
     family = path.stem.split("_")[-1]  # the file name says which family it trains
-    assert resolve_kind(cfg.attention.kind) in MEMBERS[family]
+    assert attention_kind_of(cfg) in MEMBERS[family]
+    if "conformer" in path.stem:  # the Conformer configs pair it with a Transformer decoder
+        assert cfg.listener.kind == "conformer" and cfg.decoder.kind == "transformer"
     assert to_dict(cfg)  # round-trips to plain data
 
 
@@ -123,8 +127,8 @@ def test_results_table_is_generated_from_reports(tmp_path: Path) -> None:
     cmd = [sys.executable, str(script), "--out", str(out), str(tmp_path / "exp")]
     subprocess.run(cmd, check=True, capture_output=True)
     assert (
-        "| digits_global | local | bpe (5) | 0.5 | test | 4 | 0.3 | 3.10 | 1.20 | 10.0 | 200 | 800 "
-        "| 23 | 4071 | 10.0 | 1 | 160 | 0.050 |" in out.read_text()
+        "| digits_global | pblstm + lstm | 9.9 | local | bpe (5) | 0.5 | test | 4 | 0.3 | 3.10 "
+        "| 1.20 | 10.0 | 200 | 800 | 23 | 4071 | 10.0 | 1 | 160 | 0.050 |" in out.read_text()
     )
     # An ensemble: the report names its members' checkpoints, each a trained experiment.
     pair = tmp_path / "exp" / "pair"
@@ -141,8 +145,9 @@ def test_results_table_is_generated_from_reports(tmp_path: Path) -> None:
     )
     subprocess.run(cmd, check=True, capture_output=True)
     assert (
-        "| pair (2 members) | local | bpe (5) | 0.5 | test | 4 | ? | 3.10 | 1.20 | 10.0 | 200 "
-        "| 800 | 23 / 23 | 3397 / 3366 | 10.0 | 2 | 321 | 0.050 |" in out.read_text()
+        "| pair (2 members) | pblstm + lstm | 9.9 | local | bpe (5) | 0.5 | test | 4 | ? | 3.10 "
+        "| 1.20 | 10.0 | 200 | 800 | 23 / 23 | 3397 / 3366 | 10.0 | 2 | 321 | 0.050 |"
+        in out.read_text()
     )
 
 
@@ -194,6 +199,21 @@ def test_stage_scripts_pass_train_args_to_the_trainer(
     for args in _run_stage_with_stubs(tmp_path, recipe, stage, options_of_recipe):
         assert args[0] == launcher and "train" in args
         assert args[-len(extra) - len(expected_tail) :] == extra + expected_tail
+
+
+def test_mini_model_option_picks_the_conformer_config_and_scores_greedy_too(
+    tmp_path: Path,
+) -> None:
+    exp = str(tmp_path / "exp")
+    options = ["--exp", exp, "--model", "conformer", "--attention", "local"]
+    (trained,) = _run_stage_with_stubs(tmp_path / "a", "mini", "3", options)
+    assert "recipes/mini/conf/conformer_local.yaml" in trained
+    scored = _run_stage_with_stubs(tmp_path / "b", "mini", "4", options)
+    outs = sorted(args[args.index("--out") + 1] for args in scored)
+    assert outs == [f"{exp}/eval/dev", f"{exp}/eval/dev_greedy"]
+    greedy = next(args for args in scored if args[args.index("--out") + 1].endswith("greedy"))
+    assert greedy[greedy.index("--beam") + 1] == "1"
+    assert greedy[greedy.index("--ctc-weight") + 1] == "0"
 
 
 def test_digits_trains_members_side_by_side_and_evaluates_them_together(tmp_path: Path) -> None:

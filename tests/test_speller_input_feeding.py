@@ -8,7 +8,7 @@ import torch
 from asrkit.decoding import DecodeOptions, beam_search, greedy_search
 from asrkit.model.attention import REGISTRY
 from asrkit.model.las import LAS, decoder_io
-from asrkit.testing import dummy_batch, tiny_config
+from asrkit.testing import dummy_batch, step_by_step, tiny_config
 
 STATELESS = sorted(k for k, cls in REGISTRY.items() if getattr(cls, "stateless", False))
 
@@ -21,18 +21,6 @@ def no_feeding_model(kind: str, layers: int = 2) -> LAS:
 
 def test_the_stateless_kinds_are_the_content_only_ones() -> None:
     assert STATELESS == ["dot", "general", "multihead"]
-
-
-def _step_loop(model: LAS, mem: object, tokens_in: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """The reference: one `Speller.step` (LSTM cells, then attention) per output token."""
-    state = model.speller.initial_state(mem)
-    logits, weights = [], []
-    for i in range(tokens_in.shape[1]):
-        out = model.speller.step(tokens_in[:, i], state, mem, "train")
-        state = out.state
-        logits.append(out.logits)
-        weights.append(out.weights)
-    return torch.stack(logits, dim=1), torch.stack(weights, dim=1)
 
 
 @pytest.mark.parametrize("kind", sorted(REGISTRY))
@@ -49,7 +37,7 @@ def test_no_feeding_pass_equals_the_step_loop(kind: str) -> None:
         enc, enc_lens = model.encode(batch.feats.double(), batch.feat_lengths)
         mem = model.speller.attention.prepare(enc, enc_lens)
         if reference:
-            logits, weights = _step_loop(model, mem, tokens_in)
+            logits, weights = step_by_step(model, mem, tokens_in, "train")
         else:
             out = model.speller(mem, tokens_in, "train")
             logits, weights = out.logits, out.weights

@@ -46,7 +46,7 @@ def encode(
     """Encoder outputs (B, T', H), their lengths (B,) and the prepared attention memory;
     `encoded` reuses outputs the caller already has (e.g. for CTC word times)."""
     enc, enc_lengths = encoded if encoded is not None else model.encode(feats, feat_lengths)
-    return enc, enc_lengths, model.speller.attention.prepare(enc, enc_lengths)
+    return enc, enc_lengths, model.speller.prepare(enc, enc_lengths)
 
 
 def attention_window(kind: str, opts: DecodeOptions) -> AttentionWindow | None:

@@ -100,7 +100,8 @@ def _plots(loaded: Any, transcripts: list[Transcript], folder: Path, force: bool
         if path.exists() and not force:
             raise UserError(f"{path}: exists; use --force to overwrite")
         feats = fbank(load_audio(t.audio, loaded.config.features.sample_rate))
-        written.append(plot_transcript(path, t, feats, loaded.tokenizer, shift))
+        source = loaded.model.alignment_source
+        written.append(plot_transcript(path, t, feats, loaded.tokenizer, shift, source))
     return written
 
 

@@ -198,7 +198,12 @@ def stitched_alignment(t: Transcript, frame_shift: float) -> tuple[Tensor, list[
 
 
 def plot_transcript(
-    path: Path, t: Transcript, feats: Tensor, tokenizer: Tokenizer, frame_shift: float
+    path: Path,
+    t: Transcript,
+    feats: Tensor,
+    tokenizer: Tokenizer,
+    frame_shift: float,
+    source: str = "",
 ) -> Path:
     """The alignment PNG of one transcript (long audio: all segments on one time axis).
 
@@ -208,7 +213,10 @@ def plot_transcript(
         feats: (T, n_mels) log-mel features of the whole file.
         tokenizer: for the token labels.
         frame_shift: seconds per encoder frame.
+        source: which attention weights these are (a Transformer decoder's block and heads),
+            added to the title; empty for the LSTM speller's single attention.
     """
     weights, ids = stitched_alignment(t, frame_shift)
     labels = [tokenizer.pieces[i] for i in ids]
-    return plot_alignment(path, feats, weights, labels, frame_shift, t.id)
+    title = f"{t.id} ({source})" if source else t.id
+    return plot_alignment(path, feats, weights, labels, frame_shift, title)

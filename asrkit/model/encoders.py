@@ -7,20 +7,29 @@ A time-restricted mask lets frame t attend to frames t - left_context .. t + rig
 (-1 = unlimited on that side), as in Povey et al. 2018; it bounds latency and lets attention
 focus on local acoustics.
 
+Positions are absolute sinusoids added to the input, or rotary (RoPE) rotations of each
+head's queries and keys, so that attention scores depend on frame offsets only.
+
+Why not torchaudio's `Conformer`: its convolution module normalises with BatchNorm (or a
+one-group GroupNorm over all frames), which mixes the statistics of the utterances and the
+padding of a batch; its depthwise convolution reads padded frames (LayerNorm of a zero frame is
+its learned bias, not zero); and it has no positional encoding of its own. Each breaks
+batched == unbatched, which every module here is tested for. The blocks below follow the same
+paper with LayerNorm in the convolution module and masked padding.
+
 References: Vaswani et al. 2017 (Transformer, pre-norm variant); Gulati et al. 2020
-(Conformer: macaron feed-forward, MHSA, convolution module).
+(Conformer: macaron feed-forward, MHSA, convolution module); Su et al. 2021 (RoPE).
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from asrkit.model.attention.base import valid_mask
-from asrkit.model.listener import ConvSubsampling
+from asrkit.model.layers import Dropout, FeedForward, rotary_tables, rotate, sinusoidal_positions
+from asrkit.model.listener import Conv2dSubsampling, ConvSubsampling
 
 
 def attention_mask(lengths: Tensor, steps: int, left: int = -1, right: int = -1) -> Tensor:
@@ -41,57 +50,32 @@ def attention_mask(lengths: Tensor, steps: int, left: int = -1, right: int = -1)
     return (window.unsqueeze(0) & keys) | torch.eye(steps, dtype=torch.bool, device=pos.device)
 
 
-def sinusoidal_positions(steps: int, dim: int, device: torch.device) -> Tensor:
-    """(T, dim) absolute sinusoidal position encodings (Vaswani et al. 2017, §3.5)."""
-    pos = torch.arange(steps, device=device, dtype=torch.float32).unsqueeze(1)
-    freqs = torch.exp(
-        torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim)
-    )
-    table = torch.zeros(steps, dim, device=device)
-    table[:, 0::2] = torch.sin(pos * freqs)
-    table[:, 1::2] = torch.cos(pos * freqs[: dim // 2])
-    return table
-
-
 class MultiHeadSelfAttention(nn.Module):
-    """Multi-head self-attention over a boolean mask (B, T, T), True = may attend."""
+    """Multi-head self-attention over a boolean mask (B, T, T), True = may attend.
 
-    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+    The attention probabilities are not dropped out (the outputs are, in the block): dropout
+    of a (B, H, T, T) tensor costs more on a CPU than the attention itself.
+    """
+
+    def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"model width {dim} is not divisible by {heads} heads")
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
-        self.dropout = dropout
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        """x (B, T, D), mask (B, T, T) -> (B, T, D)."""
+    def forward(
+        self, x: Tensor, mask: Tensor, rotary: tuple[Tensor, Tensor] | None = None
+    ) -> Tensor:
+        """x (B, T, D), mask (B, T, T), rotary cos/sin tables (T, D / heads) -> (B, T, D)."""
         batch, steps, dim = x.shape
         qkv = self.qkv(x).view(batch, steps, 3, self.heads, dim // self.heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, T, D/heads)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask.unsqueeze(1), dropout_p=self.dropout if self.training else 0.0
-        )  # (B, heads, T, D/heads)
-        return self.out(y.transpose(1, 2).reshape(batch, steps, dim))
-
-
-class FeedForward(nn.Module):
-    """Pre-norm position-wise feed-forward: LayerNorm -> Linear -> SiLU -> Linear."""
-
-    def __init__(self, dim: int, mult: int, dropout: float) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.LayerNorm(dim),
-            nn.Linear(dim, mult * dim),
-            nn.SiLU(),
-            nn.Dropout(dropout),
-            nn.Linear(mult * dim, dim),
-            nn.Dropout(dropout),
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        if rotary is not None:
+            q, k = rotate(q, *rotary), rotate(k, *rotary)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.unsqueeze(1))
+        return self.out(y.transpose(1, 2).reshape(batch, steps, dim))  # (B, T, D)
 
 
 class ConvModule(nn.Module):
@@ -108,7 +92,7 @@ class ConvModule(nn.Module):
         self.depthwise = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=dim)
         self.conv_norm = nn.LayerNorm(dim)
         self.pointwise_out = nn.Conv1d(dim, dim, 1)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, frame_mask: Tensor) -> Tensor:
         """x (B, T, D), frame_mask (B, T, 1) float -> (B, T, D)."""
@@ -127,19 +111,25 @@ class EncoderBlock(nn.Module):
         super().__init__()
         self.ff_first = FeedForward(dim, ff_mult, dropout) if conformer else None
         self.attn_norm = nn.LayerNorm(dim)
-        self.attn = MultiHeadSelfAttention(dim, heads, dropout)
+        self.attn = MultiHeadSelfAttention(dim, heads)
         self.conv = ConvModule(dim, kernel, dropout) if conformer else None
         self.ff = FeedForward(dim, ff_mult, dropout)
         self.final_norm = nn.LayerNorm(dim) if conformer else None
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
-    def forward(self, x: Tensor, mask: Tensor, frame_mask: Tensor) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor,
+        frame_mask: Tensor,
+        rotary: tuple[Tensor, Tensor] | None = None,
+    ) -> Tensor:
         """x (B, T, D), mask (B, T, T) bool, frame_mask (B, T, 1) float -> (B, T, D)."""
         # Conformer uses two half-step (macaron) feed-forwards around attention + convolution.
         half = 0.5 if self.ff_first is not None else 1.0
         if self.ff_first is not None:
             x = x + half * self.ff_first(x)
-        x = x + self.dropout(self.attn(self.attn_norm(x), mask))
+        x = x + self.dropout(self.attn(self.attn_norm(x), mask, rotary))
         if self.conv is not None:
             x = x + self.conv(x, frame_mask)
         x = x + half * self.ff(x)
@@ -149,7 +139,7 @@ class EncoderBlock(nn.Module):
 
 
 class SelfAttentionEncoder(nn.Module):
-    """[conv subsampling] -> linear -> + positions -> N Transformer or Conformer blocks.
+    """[conv subsampling] -> linear -> [+ positions] -> N Transformer or Conformer blocks.
 
     Args:
         input_dim: D (n_mels).
@@ -158,10 +148,15 @@ class SelfAttentionEncoder(nn.Module):
         heads: attention heads.
         ff_mult: feed-forward width multiple.
         conformer: Conformer blocks instead of Transformer blocks.
-        conv_subsample: 1, 2 or 4 (self-attention at 100 frames/s is expensive: use 4).
+        conv_subsample: 1, 2 or 4 with the conv1d front end, 4 or 6 with conv2d
+            (self-attention at 100 frames/s is expensive).
         left_context: frames to the left each frame may attend to (-1 = all).
         right_context: frames to the right each frame may attend to (-1 = all).
         dropout: inside the blocks.
+        frontend: "conv1d" (`ConvSubsampling`) or "conv2d" (`Conv2dSubsampling`).
+        conv_channels: conv2d channels (0 = dim).
+        positions: "absolute" (sinusoids added to the input) or "rotary".
+        kernel: Conformer depthwise convolution width.
 
     Example:
         >>> enc = SelfAttentionEncoder(80, 32, 2, 4, 2, conformer=True, conv_subsample=4)
@@ -182,32 +177,59 @@ class SelfAttentionEncoder(nn.Module):
         left_context: int = -1,
         right_context: int = -1,
         dropout: float = 0.0,
+        frontend: str = "conv1d",
+        conv_channels: int = 0,
+        positions: str = "absolute",
+        kernel: int = 15,
     ) -> None:
         super().__init__()
-        self.conv = ConvSubsampling(input_dim, dim, conv_subsample) if conv_subsample > 1 else None
+        self.conv: nn.Module | None = None
+        if frontend == "conv2d":
+            self.conv = Conv2dSubsampling(input_dim, dim, conv_subsample, conv_channels or dim)
+        elif conv_subsample > 1:
+            self.conv = ConvSubsampling(input_dim, dim, conv_subsample)
         self.input_proj = nn.Linear(dim if self.conv is not None else input_dim, dim)
         self.blocks = nn.ModuleList(
-            EncoderBlock(dim, heads, ff_mult, dropout, conformer) for _ in range(layers)
+            EncoderBlock(dim, heads, ff_mult, dropout, conformer, kernel) for _ in range(layers)
         )
         self.final_norm = None if conformer else nn.LayerNorm(dim)  # pre-norm needs one at the end
         self.left_context = left_context
         self.right_context = right_context
+        self.rotary = positions == "rotary"
+        self.head_dim = dim // heads
         self.output_dim = dim
         self.subsampling = conv_subsample
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """x (B, T, D), lengths (B,) -> (B, ceil(T / subsampling), dim) zero on padding."""
+        """x (B, T, D), lengths (B,) -> (B, T', dim) zero on padding, lengths (B,)."""
+        y, y_lengths, _ = self.forward_with_intermediates(x, lengths, ())
+        return y, y_lengths
+
+    def forward_with_intermediates(
+        self, x: Tensor, lengths: Tensor, after: tuple[int, ...]
+    ) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """`forward`, also returning the output of each block numbered in `after` (1-based),
+        each (B, T', dim) zero on padding (intermediate CTC reads them)."""
         x = x * valid_mask(lengths, x.shape[1]).unsqueeze(2).to(x.dtype)
         if self.conv is not None:
             x, lengths = self.conv(x, lengths)
         steps = x.shape[1]
         x = self.input_proj(x)
-        x = self.dropout(x + sinusoidal_positions(steps, self.output_dim, x.device).to(x.dtype))
+        rotary = None
+        if self.rotary:
+            rotary = rotary_tables(steps, self.head_dim, x.device)
+        else:
+            x = x + sinusoidal_positions(steps, self.output_dim, x.device).to(x.dtype)
+        x = self.dropout(x)
         mask = attention_mask(lengths, steps, self.left_context, self.right_context)
         frame_mask = valid_mask(lengths, steps).unsqueeze(2).to(x.dtype)  # (B, T, 1)
-        for block in self.blocks:
-            x = block(x, mask, frame_mask)
+        intermediates = []
+        for number, block in enumerate(self.blocks, start=1):
+            x = block(x, mask, frame_mask, rotary)
+            if number in after:  # pre-norm blocks: normalised as the final output is
+                inner = x if self.final_norm is None else self.final_norm(x) * frame_mask
+                intermediates.append(inner)
         if self.final_norm is not None:
             x = self.final_norm(x)
-        return x * frame_mask, lengths
+        return x * frame_mask, lengths, intermediates

@@ -82,14 +82,14 @@ class ConvSubsampling(nn.Module):
     Args:
         input_dim: D (n_mels).
         output_dim: channels of every layer and of the output.
-        factor: 2 or 4 (one or two stride-2 layers).
+        factor: 2, 4 or 8 (one, two or three stride-2 layers).
     """
 
     def __init__(self, input_dim: int, output_dim: int, factor: int) -> None:
         super().__init__()
-        if factor not in (2, 4):
-            raise ValueError(f"conv subsampling factor must be 2 or 4, got {factor}")
-        dims = [input_dim] + [output_dim] * (factor // 2)
+        if factor not in (2, 4, 8):
+            raise ValueError(f"conv subsampling factor must be 2, 4 or 8, got {factor}")
+        dims = [input_dim] + [output_dim] * {2: 1, 4: 2, 8: 3}[factor]
         self.convs = nn.ModuleList(
             nn.Conv1d(dims[i], dims[i + 1], kernel_size=3, stride=2, padding=1)
             for i in range(len(dims) - 1)
@@ -105,6 +105,57 @@ class ConvSubsampling(nn.Module):
             lengths = (lengths + 1) // 2
         y = y.transpose(1, 2)  # (B, T', C)
         return y * valid_mask(lengths, y.shape[1]).unsqueeze(2).to(y.dtype), lengths
+
+
+class Conv2dSubsampling(nn.Module):
+    """Two unpadded 2-D convolutions over (time, frequency), ReLU after each, then a linear map
+    of channels x remaining bins to `output_dim` (the Conformer/ESPnet front end).
+
+    Factor 4: kernels 3 and 3, strides 2 and 2, so L -> ((L - 1) // 2 - 1) // 2. Factor 6:
+    kernels 3 and 5, strides 2 and 3, L -> ((L - 1) // 2 - 2) // 3. Without padding an output
+    frame reads only the input frames it covers, so each valid output depends on valid input
+    frames alone (batched equals unbatched); an utterance shorter than the receptive field
+    (7 or 11 frames) gets 0 frames.
+
+    Args:
+        input_dim: D (n_mels).
+        output_dim: size of each output frame.
+        factor: 4 or 6.
+        channels: channels of both convolutions.
+
+    Example:
+        >>> front = Conv2dSubsampling(80, 32, factor=4, channels=8)
+        >>> y, n = front(torch.zeros(2, 17, 80), torch.tensor([17, 9]))
+        >>> tuple(y.shape), n.tolist()
+        ((2, 3, 32), [3, 1])
+    """
+
+    def __init__(self, input_dim: int, output_dim: int, factor: int, channels: int) -> None:
+        super().__init__()
+        if factor not in (4, 6):
+            raise ValueError(f"conv2d subsampling factor must be 4 or 6, got {factor}")
+        self.second = (3, 2) if factor == 4 else (5, 3)  # (kernel, stride) of the second conv
+        self.conv1 = nn.Conv2d(1, channels, 3, stride=2)
+        self.conv2 = nn.Conv2d(channels, channels, self.second[0], stride=self.second[1])
+        bins = self.out_length(torch.tensor(input_dim)).item()
+        self.proj = nn.Linear(channels * int(bins), output_dim)
+
+    def out_length(self, lengths: Tensor) -> Tensor:
+        """Output frames for input lengths (also the frequency bins left of `input_dim`)."""
+        kernel, stride = self.second
+        return (((lengths - 1) // 2 - (kernel - 1) - 1) // stride + 1).clamp_min(0)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, T, D), lengths (B,) -> (B, T', output_dim) zero on padding, lengths (B,)."""
+        needed = 3 + 2 * (self.second[0] - 1)  # receptive field: a batch yields >= 1 frame
+        if x.shape[1] < needed:
+            x = nn.functional.pad(x, (0, 0, 0, needed - x.shape[1]))
+        y = torch.relu(self.conv1(x.unsqueeze(1)))  # (B, C, T1, F1)
+        y = torch.relu(self.conv2(y))  # (B, C, T', F')
+        batch, channels, steps, bins = y.shape
+        y = self.proj(y.permute(0, 2, 1, 3).reshape(batch, steps, channels * bins))
+        out_lengths = self.out_length(lengths)
+        return y * valid_mask(out_lengths, steps).unsqueeze(2).to(y.dtype), out_lengths
 
 
 class PyramidalListener(nn.Module):

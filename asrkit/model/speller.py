@@ -87,12 +87,15 @@ class SpellerOutput:
         weights: (B, U+1, T') attention weights actually used.
         log_prob_sum: (B,) sum of hard-attention log-probabilities (zeros for other kinds).
         entropy_sum: (B,) sum of hard-attention entropies (zeros for other kinds).
+        head_weights: (B, H, U+1, T') every head's weights when the decoder's alignment comes
+            from a multi-head attention of the Transformer decoder, else None.
     """
 
     logits: Tensor
     weights: Tensor
     log_prob_sum: Tensor
     entropy_sum: Tensor
+    head_weights: Tensor | None = None
 
 
 class Speller(nn.Module):
@@ -134,6 +137,14 @@ class Speller(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.hidden = hidden
         self.memory_dim = memory_dim
+
+    def prepare(self, memory: Tensor, lengths: Tensor) -> AttendMemory:
+        """The attention's memory of encoder output (B, T, D), lengths (B,)."""
+        return self.attention.prepare(memory, lengths)
+
+    def auxiliary_loss(self, log_prob_sum: Tensor, entropy_sum: Tensor, reward: Tensor) -> Tensor:
+        """The attention's extra training loss (REINFORCE of stochastic hard attention)."""
+        return self.attention.auxiliary_loss(log_prob_sum, entropy_sum, reward)
 
     def initial_state(self, mem: AttendMemory) -> State:
         """Zero LSTM states, a zero previous context (with input feeding) and the attention's

@@ -24,6 +24,7 @@ from asrkit.decoding.greedy import greedy_search
 from asrkit.decoding.options import DecodeOptions
 from asrkit.io import read_jsonl
 from asrkit.model.las import LAS, Batch
+from asrkit.plotting import plot_heads
 from asrkit.training import distributed, health
 from asrkit.training.checkpoints import CheckpointKeeper, dev_rank
 from asrkit.training.experiment import Data
@@ -238,14 +239,19 @@ def _plots(ctx: EpochContext, state: RunState, epoch: int) -> dict[str, float]:
         if not _plot_now(ctx.cfg, epoch):
             continue
         labels = [tokenizer.pieces[t] for t in tokens] + ["<eos>"]
+        frame_shift = ctx.model.subsampling * ctx.cfg.features.hop_ms / 1000
+        source = ctx.model.alignment_source
+        title = f"{example.id} (epoch {epoch}{'; ' + source if source else ''})"
         health.plot_attention(
-            plots / f"attention-{i + 1}.png",
-            example.feats,
-            weights,
-            labels,
-            ctx.model.subsampling * ctx.cfg.features.hop_ms / 1000,
-            f"{example.id} (epoch {epoch})",
+            plots / f"attention-{i + 1}.png", example.feats, weights, labels, frame_shift, title
         )
+        if out.head_weights is not None:  # every head of that block, one panel each
+            heads = out.head_weights[i, :, : len(tokens) + 1, : int(enc_lengths[i])].cpu()
+            block = source.split(",")[0]
+            heads_title = f"{example.id} (epoch {epoch}; every head of {block})"
+            plot_heads(
+                plots / f"attention-heads-{i + 1}.png", heads, labels, frame_shift, heads_title
+            )
     scores = health.mean_health(matrices)
     state.health.append({"epoch": epoch, **scores})
     if _plot_now(ctx.cfg, epoch):

@@ -33,8 +33,7 @@ from asrkit.config import ExperimentConfig, apply_overrides, save_yaml
 from asrkit.decoding.constraints import attention_window
 from asrkit.decoding.options import DecodeOptions
 from asrkit.io import atomic_write_json, read_jsonl, write_jsonl
-from asrkit.model.attention import resolve_kind
-from asrkit.model.las import LAS
+from asrkit.model.las import LAS, attention_kind_of
 from asrkit.tokenizer import tokenizer_from_dict
 from asrkit.training import distributed
 from asrkit.training.checkpoints import CheckpointKeeper
@@ -134,7 +133,7 @@ def _train(
     info: distributed.DistInfo,
 ) -> TrainResult:
     # Decode options are used by every validation: refuse bad ones before the first epoch.
-    attention_window(resolve_kind(cfg.attention.kind), DecodeOptions.from_config(cfg.decode))
+    attention_window(attention_kind_of(cfg), DecodeOptions.from_config(cfg.decode))
     check_exp_dir(exp_dir, resume, force, info.is_main)
     distributed.barrier(info)
     saved = load_checkpoint(exp_dir / "checkpoints" / "last.pt") if resume else None

@@ -1,9 +1,10 @@
 """Write a recipe's RESULTS.md from the `report.json` files that `attnasr evaluate` wrote.
 
 Usage: python recipes/common/results_table.py --out recipes/mini/RESULTS.md EXP_ROOT...
-Every EXP_ROOT/*/eval/*/report.json (or EXP/eval/*/report.json) becomes one row; the attention
-kind comes from the experiment's config.yaml (an ensemble's: its first member's, the folders
-its report names). The file is generated, never edited by hand.
+Every EXP_ROOT/*/eval/*/report.json (or EXP/eval/*/report.json) becomes one row; the model
+(encoder + decoder), its size and the attention kind come from the experiment's config.yaml (an
+ensemble's: its first member's, the folders its report names). The file is generated, never
+edited by hand.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import argparse
 import json
 from pathlib import Path
 
-from asrkit.config import load_yaml
+from asrkit.config import ExperimentConfig, load_yaml
 from asrkit.io import atomic_write_text
+from asrkit.model.las import LAS
 from asrkit.training.provenance import host_description
 
 
@@ -25,6 +27,20 @@ def _units(exp: Path) -> str:
     data = json.loads(path.read_text())
     kind = data.get("model_type", data.get("kind", "?"))
     return f"{kind} ({len(data.get('pieces', []))})"
+
+
+def _model(cfg: ExperimentConfig | None, exp: Path) -> list[str]:
+    """The encoder + decoder kinds, e.g. "conformer + transformer", and millions of parameters
+    (of the model the config builds for the experiment's vocabulary)."""
+    if cfg is None:
+        return ["?", "?"]
+    decoder = "lstm" if cfg.decoder.kind == "lstm" else "transformer"
+    path = exp / "tokenizer.json"
+    vocab = len(json.loads(path.read_text()).get("pieces", [])) if path.is_file() else 0
+    size = "?"
+    if vocab:
+        size = f"{sum(p.numel() for p in LAS(cfg, vocab).parameters()) / 1e6:.1f}"
+    return [f"{cfg.listener.kind} + {decoder}", size]
 
 
 def _trained(folders: list[Path]) -> list[str]:
@@ -55,15 +71,17 @@ def _row(path: Path) -> str:
     kind = cfg.attention.kind if cfg else "?"
     guide = "?" if cfg is None else cfg.train.guide_weight or "-"
     decode = report.get("decode", {})
+    beam = decode.get("beam", "?")
     rtf = "-" if report.get("rtf") is None else f"{report['rtf']:.3f}"
     name = f"{exp.name} ({len(members)} members)" if members else exp.name
     cells = [
         name,
+        *_model(cfg, first),
         kind,
         _units(first),
         guide,
         test_set,
-        decode.get("beam", "?"),
+        beam,
         decode.get("ctc_weight", "?"),
         f"{100 * report['wer']:.2f}",
         f"{100 * report['cer']:.2f}",
@@ -99,7 +117,8 @@ def main() -> None:
         *([f"Command: `{args.command}`", ""] if args.command else []),
         f"Machine: {host_description()}",
         "",
-        "Columns: units = output units (vocabulary size), guide = guided-attention weight at "
+        "Columns: model = encoder + decoder, params = millions of parameters, "
+        "units = output units (vocabulary size), guide = guided-attention weight at "
         "the start of training (- = none), beam (1 = greedy), CTC = weight of the CTC prefix score "
         "in the search (0 = attention alone), epochs (whole ones), optimizer steps (`attnasr train "
         "--max-steps` repeats a budget-stopped run on another host) and minutes of training "
@@ -108,9 +127,10 @@ def main() -> None:
         "trained side by side, decoded with their mean scores) gives each member's epochs and "
         "steps (a / b), its longest training time and the threads and throughput summed.",
         "",
-        "| experiment | attention | units | guide | test set | beam | CTC | WER % | CER % | SER % "
-        "| utts | words | epochs | steps | train min | threads | audio s/s | RTF |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| experiment | model | params | attention | units | guide | test set | beam | CTC "
+        "| WER % | CER % | SER % | utts | words | epochs | steps | train min | threads "
+        "| audio s/s | RTF |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     atomic_write_text(args.out, "\n".join([*header, *table]) + "\n")
     print(f"wrote {args.out} ({len(table)} rows)")

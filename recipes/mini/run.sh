@@ -2,6 +2,7 @@
 # Mini LibriSpeech on a CPU: train-clean-100 + most of dev-clean for training, dev-clean speakers
 # 2412 and 2078 held out. Usage (from the repo root):
 #   recipes/mini/run.sh --corpus ../shared/data --exp exp/mini_global --attention global --max-minutes 60
+#   recipes/mini/run.sh --corpus ../shared/data --exp exp/mini_conformer_local --model conformer --attention local
 # Training uses both cores of the 2-core machine the targets are set for as two gloo processes
 # (torchrun, 1 thread each; --nproc 1 for a single process). Each process takes batches of
 # max_frames / nproc frames, so an optimizer step still sees the configs' 8000 frames. On the
@@ -11,7 +12,8 @@ set -euo pipefail
 corpus=../shared/data   # folder holding LibriSpeech/
 data=data/mini
 exp=exp/mini_global
-attention=global        # global, local or monotonic: picks recipes/mini/conf/$attention.yaml
+attention=global        # global, local or monotonic
+model=lstm              # lstm: conf/$attention.yaml (LSTM-LAS); conformer: conf/conformer_$attention.yaml
 max_minutes=60
 jobs=2
 nproc=2
@@ -21,6 +23,8 @@ stage=0
 stop_stage=5
 . recipes/common/parse_options.sh
 . recipes/common/cpu_train.sh
+config=recipes/mini/conf/$attention.yaml
+[ "$model" = lstm ] || config=recipes/mini/conf/${model}_$attention.yaml
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   attnasr prepare librispeech "$corpus" --out "$data" --parts train-clean-100,dev-clean --jobs "$jobs"
@@ -37,12 +41,15 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
     --out "$data/bpe256/tokenizer.json"
 fi
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  cpu_train "$nproc" "$max_frames" "recipes/mini/conf/$attention.yaml" \
+  cpu_train "$nproc" "$max_frames" "$config" \
     --train "$data/mini_train.jsonl" --valid "$data/mini_dev.jsonl" --out "$exp" \
     --max-minutes "$max_minutes" $train_args
 fi
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   attnasr evaluate --model "$exp" --manifest "$data/mini_dev.jsonl" --out "$exp/eval/dev"
+  # The attention decoder alone, greedy: does it loop or stop early without CTC's help?
+  attnasr evaluate --model "$exp" --manifest "$data/mini_dev.jsonl" --out "$exp/eval/dev_greedy" \
+    --beam 1 --ctc-weight 0
 fi
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   python recipes/common/results_table.py --out recipes/mini/RESULTS.md "$(dirname "$exp")"

@@ -3,6 +3,10 @@
 `build_attention(cfg, query_dim, memory_dim)` looks `cfg.kind` up (family names `global`,
 `local` and `monotonic` resolve to a sensible default of their family) and passes only that
 kind's options, through the class's `from_config`.
+
+`build_cross_attention(cfg, dim)` is the same for the Transformer decoder's cross-attention,
+which is always multi-head: `global` is multihead (scaled dot product per head), and the local
+and monotonic kinds run as `attention.heads` heads of their own (`HeadwiseAttention`).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from asrkit.model.attention.additive import AdditiveAttention
 from asrkit.model.attention.base import Attention
 from asrkit.model.attention.dot import DotAttention, GeneralAttention
 from asrkit.model.attention.hard import StochasticHardAttention
+from asrkit.model.attention.headwise import HeadwiseAttention
 from asrkit.model.attention.local import LocalMAttention, LocalPAttention
 from asrkit.model.attention.location import LocationAttention
 from asrkit.model.attention.mocha import MoChAAttention
@@ -51,10 +56,49 @@ def resolve_kind(kind: str) -> str:
     return name
 
 
+# The Transformer decoder's cross-attention: families and the kinds it can run per head.
+CROSS_FAMILIES: dict[str, str] = {
+    "global": "multihead",
+    "local": "local-m",
+    "monotonic": "monotonic",
+}
+CROSS_KINDS: tuple[str, ...] = ("multihead", "local-m", "local-p", "monotonic", "mocha")
+
+
+def resolve_cross_kind(kind: str) -> str:
+    """Family or member name -> a kind the Transformer decoder runs; others are a UserError."""
+    name = CROSS_FAMILIES.get(kind, kind)
+    if name not in CROSS_KINDS:
+        valid = ", ".join([*CROSS_FAMILIES, *CROSS_KINDS])
+        raise UserError(
+            f"attention.kind '{kind}' is not supported by the transformer decoder (valid: {valid})"
+        )
+    return name
+
+
+def build_cross_attention(cfg: AttentionConfig, dim: int) -> Attention:
+    """One Transformer decoder block's cross-attention over (B, T, dim) frames."""
+    kind = resolve_cross_kind(cfg.kind)
+    if kind == "multihead":
+        return MultiHeadAttention(dim, dim, cfg.dim, cfg.heads, cfg.scaling)
+    return HeadwiseAttention(REGISTRY[kind], cfg, dim, dim)
+
+
 def build_attention(cfg: AttentionConfig, query_dim: int, memory_dim: int) -> Attention:
     """The mechanism `cfg.kind` names, for (B, query_dim) queries and (B, T, memory_dim) frames."""
     cls = REGISTRY[resolve_kind(cfg.kind)]
     return cls.from_config(cfg, query_dim, memory_dim)  # type: ignore[attr-defined]
 
 
-__all__ = ["FAMILIES", "MEMBERS", "REGISTRY", "Attention", "build_attention", "resolve_kind"]
+__all__ = [
+    "CROSS_FAMILIES",
+    "CROSS_KINDS",
+    "FAMILIES",
+    "MEMBERS",
+    "REGISTRY",
+    "Attention",
+    "build_attention",
+    "build_cross_attention",
+    "resolve_cross_kind",
+    "resolve_kind",
+]

@@ -103,6 +103,8 @@ class AttentionOutput:
         log_prob: (B,) stochastic hard attention in training only: log-probability of the
             sampled frame, for the REINFORCE term; None otherwise.
         entropy: (B,) hard attention in training only: entropy of the sampling distribution.
+        head_weights: (B, H, T) multi-head kinds: every head's weights (`weights` is their
+            mean); None for single-head kinds.
     """
 
     context: Tensor
@@ -110,6 +112,7 @@ class AttentionOutput:
     state: State
     log_prob: Tensor | None = None
     entropy: Tensor | None = None
+    head_weights: Tensor | None = None
 
 
 def group_rows(items: Tensor, group: int) -> Tensor:

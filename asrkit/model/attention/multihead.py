@@ -92,4 +92,4 @@ class MultiHeadAttention(Attention):
         grouped = by_item(weights, items).transpose(1, 2).to(values.dtype)  # (B, H, G, T)
         heads = torch.matmul(grouped, values).transpose(1, 2)  # (B, G, H, d_h)
         context = self.out_proj(heads.flatten(2).flatten(0, 1))  # (B * G, memory_dim)
-        return AttentionOutput(context, weights.mean(1), state)
+        return AttentionOutput(context, weights.mean(1), state, head_weights=weights)
