@@ -216,6 +216,13 @@ def test_mini_model_option_picks_the_conformer_config_and_scores_greedy_too(
     assert greedy[greedy.index("--ctc-weight") + 1] == "0"
 
 
+def test_librispeech_model_option_picks_the_conformer_config(tmp_path: Path) -> None:
+    options = ["--model", "conformer", "--attention", "monotonic", "--exp-root", "exp/x"]
+    (trained,) = _run_stage_with_stubs(tmp_path, "librispeech", "2", options)
+    assert "recipes/librispeech/conf/100h_conformer_monotonic.yaml" in trained
+    assert trained[trained.index("--out") + 1] == "exp/x/100h_conformer_monotonic"
+
+
 def test_digits_trains_members_side_by_side_and_evaluates_them_together(tmp_path: Path) -> None:
     exp = tmp_path / "exp"
     common = ["--attentions", "local", "--exp-root", str(exp), "--seed", "1"]

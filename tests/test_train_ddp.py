@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 from asrkit.decoding.greedy import greedy_search
 from asrkit.decoding.options import DecodeOptions
 from asrkit.model.las import LAS, Batch
-from asrkit.testing import dummy_batch, tiny_model
+from asrkit.testing import dummy_batch, tiny_model, tiny_transformer_config
 from asrkit.tokenizer import CharTokenizer
 from asrkit.training.distributed import DistInfo, sum_all, wrap
 from asrkit.training.loop import EvalResult, Optimisation, Progress, evaluate, train_one_epoch
@@ -60,10 +60,19 @@ def _join(rank: int, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{out}.store", rank=rank, world_size=2)
 
 
-def _worker(rank: int, out: str) -> None:
+def _model(kind: str) -> LAS:
+    """The same seeded weights in every process: the LSTM-LAS or the Transformer model."""
+    if kind == "lstm":
+        return tiny_model("location", seed=0)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return LAS(tiny_transformer_config("global"), 12)
+
+
+def _worker(rank: int, out: str, kind: str) -> None:
     _join(rank, out)
     try:
-        model = tiny_model("location", seed=0)
+        model = _model(kind)
         ddp = wrap(model, DistInfo(rank=rank, world_size=2), "cpu")
         audio = _run(ddp, list(model.parameters()), [_halves(s)[rank] for s in range(STEPS)])
         if rank == 0:
@@ -75,19 +84,23 @@ def _worker(rank: int, out: str) -> None:
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_match_one_process_on_the_combined_batch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["lstm", "transformer"])
+def test_two_gloo_processes_match_one_process_on_the_combined_batch(
+    tmp_path: Path, kind: str
+) -> None:
     out = tmp_path / "ddp.pt"
-    mp.spawn(_worker, args=(str(out),), nprocs=2, join=True)
-    model = tiny_model("location", seed=0)
+    mp.spawn(_worker, args=(str(out), kind), nprocs=2, join=True)
+    model = _model(kind)
     audio = _run(model, list(model.parameters()), [_joined(*_halves(s)) for s in range(STEPS)])
     saved = torch.load(out)
     ddp_state = saved["state"]
     # throughput under DDP counts every rank's audio, not rank 0's half
     assert saved["audio_seconds"] == pytest.approx(audio, rel=1e-9)
+    initial = _model(kind).state_dict()
     moved = 0
     for key, value in model.state_dict().items():
         assert torch.allclose(value, ddp_state[key], atol=1e-6), key
-        moved += int(not torch.equal(value, tiny_model("location", seed=0).state_dict()[key]))
+        moved += int(not torch.equal(value, initial[key]))
     assert moved > 0  # training did change the weights
 
 

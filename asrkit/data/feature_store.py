@@ -9,10 +9,10 @@ page cache. Features come from `asrkit.features.load_audio` + `Fbank`, exactly w
 computes on the fly, so a model cannot tell the two apart beyond float16 rounding.
 
 Example:
-    >>> compute_features(Path("data/train.jsonl"), FeaturesConfig(), jobs=2)
+    >>> compute_features(Path("data/train.jsonl"), FeaturesConfig(), jobs=2)  # doctest: +SKIP
     PosixPath('data/train.feats.npy')
-    >>> store = FeatureStore.open(Path("data/train.jsonl"), FeaturesConfig())
-    >>> store.get("84-121123-0000").shape
+    >>> store = FeatureStore.open(Path("data/train.jsonl"), FeaturesConfig())  # doctest: +SKIP
+    >>> store.get("84-121123-0000").shape  # doctest: +SKIP
     torch.Size([1571, 80])
 """
 

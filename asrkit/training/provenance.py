@@ -8,7 +8,7 @@ and sha256. A budget-stopped run is repeated from it with the same data, code an
 and `--max-steps` set to the steps of its `train_result.json`.
 
 Example:
-    >>> record = session_record(Path("data/digits/train_fit.jsonl"),
+    >>> record = session_record(Path("data/digits/train_fit.jsonl"),  # doctest: +SKIP
     ...                         Path("data/digits/dev.jsonl"), processes=2, device="cpu")
     >>> append_session(Path("exp/digits_global"), record)      # doctest: +SKIP
 """

@@ -4,11 +4,14 @@
 #   960 h, BPE 5000:    recipes/librispeech/run.sh --corpus /data --set 960h \
 #     --train-parts train-clean-100,train-clean-360,train-other-500 \
 #     --tokenizer-args "--kind bpe --vocab-size 5000" --gpus 4
+#   Conformer + Transformer decoder (BPE 5000):  ... --model conformer \
+#     --tokenizer-args "--kind bpe --vocab-size 5000"
 set -euo pipefail
 corpus=/data/librispeech          # folder holding LibriSpeech/
 data=data/librispeech
 set=100h                          # picks recipes/librispeech/conf/${set}_$attention.yaml
 attention=global                  # global, local or monotonic
+model=lstm                        # lstm: conf/${set}_$attention.yaml; conformer: conf/${set}_conformer_$attention.yaml
 train_parts=train-clean-100
 tokenizer_args="--kind char"
 train_args=""                     # more `attnasr train` options, e.g. "--max-epochs 40"
@@ -19,7 +22,9 @@ jobs=8
 stage=0
 stop_stage=4
 . recipes/common/parse_options.sh
-exp=$exp_root/${set}_$attention
+name=${set}_$attention
+[ "$model" = lstm ] || name=${set}_${model}_$attention
+exp=$exp_root/$name
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   attnasr prepare librispeech "$corpus" --out "$data" --jobs "$jobs" \
@@ -33,7 +38,7 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
 fi
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   torchrun --standalone --nproc_per_node "$gpus" -m asrkit.cli.main train \
-    "recipes/librispeech/conf/${set}_$attention.yaml" --train "$data/train_$set.jsonl" \
+    "recipes/librispeech/conf/$name.yaml" --train "$data/train_$set.jsonl" \
     --valid "$data/dev-clean.jsonl" --out "$exp" $train_args
 fi
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then

@@ -88,6 +88,7 @@ class HeadwiseAttention(Attention):
         memory_dim: encoder frame size (a multiple of H); also the context size.
 
     Example:
+        >>> import torch
         >>> from asrkit.model.attention.monotonic import MonotonicAttention
         >>> cfg = AttentionConfig(kind="monotonic", dim=8, heads=2)
         >>> att = HeadwiseAttention(MonotonicAttention, cfg, query_dim=4, memory_dim=6)
