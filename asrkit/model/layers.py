@@ -2,10 +2,11 @@
 
 - `Dropout`: inverted dropout whose keep mask comes from random bytes. On the 2-core CPU this
   project is sized for, `nn.Dropout`'s `bernoulli_` took a third of a Conformer training step;
-  for 8 x 250 x 576 floats `F.dropout` took 20.7 ms, `rand_like(x) >= p` 3.7 ms and the random
-  bytes of `torch.randint` over int64 1.2 ms (`benchmarks/RESULTS.md`). Each byte is uniform
-  in 0..255, so the drop probability is p rounded to a multiple of 1/256 (0.1 -> 26/256), and
-  the kept values are scaled by the inverse of the realised keep probability.
+  on 8 x 250 x 576 floats, forward and backward, `F.dropout` takes 8.2 ms, `rand_like(x) >= p`
+  8.0 ms and this one 3.0 ms (`benchmarks/bench_dropout.py`, `benchmarks/RESULTS.md`). Each
+  byte is uniform in 0..255, so the drop probability is p rounded to a multiple of 1/256
+  (0.1 -> 26/256), and the kept values are scaled by the inverse of the realised keep
+  probability.
 - `FeedForward`: pre-norm position-wise feed-forward with SiLU (Conformer's Swish).
 - Positions: absolute sinusoidal tables (Vaswani et al. 2017, §3.5) and rotary embeddings
   (RoPE, Su et al. 2021), which rotate queries and keys by their position so that their dot
