@@ -6,11 +6,13 @@ import string
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 
 from asrkit.checkpoint import LoadedModel
-from asrkit.model.las import LAS
+from asrkit.decoding import DecodeOptions, beam_search, greedy_search
+from asrkit.model.las import LAS, Batch
 from asrkit.testing import tiny_config, tiny_transformer_config
 from asrkit.tokenizer import CharTokenizer
 
@@ -37,3 +39,26 @@ def write_tone(path: Path, seconds: float, rate: int = 16000, channels: int = 1)
     data = np.stack([wave] * channels, axis=1) if channels > 1 else wave
     sf.write(str(path), data.astype(np.float32), rate)
     return path
+
+
+def assert_beam_one_equals_greedy(model: LAS, batch: Batch) -> None:
+    """Beam 1 finds greedy search's tokens, scores and attention on every utterance."""
+    opts = DecodeOptions(beam=1, max_len_ratio=1.0)
+    greedy = greedy_search(model, batch.feats, batch.feat_lengths, opts)
+    beam = beam_search(model, batch.feats, batch.feat_lengths, opts)
+    for g, b in zip(greedy, beam, strict=True):
+        assert g.tokens == b.tokens
+        assert g.score == pytest.approx(b.score, abs=1e-4)
+        assert torch.allclose(g.attention, b.attention, atol=1e-6)
+
+
+def assert_batched_beam_equals_alone(model: LAS, batch: Batch, opts: DecodeOptions) -> None:
+    """Beam search over the padded batch equals each utterance searched alone, unpadded."""
+    batched = beam_search(model, batch.feats, batch.feat_lengths, opts)
+    for i, hyp in enumerate(batched):
+        length = int(batch.feat_lengths[i])
+        feats = batch.feats[i : i + 1, :length]
+        alone = beam_search(model, feats, batch.feat_lengths[i : i + 1], opts)[0]
+        assert hyp.tokens == alone.tokens
+        assert hyp.score == pytest.approx(alone.score, abs=1e-4)
+        torch.testing.assert_close(hyp.attention, alone.attention, atol=1e-5, rtol=0)

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from decoding_support import assert_beam_one_equals_greedy
 
 from asrkit.decoding import DecodeOptions, beam_search, greedy_search
 from asrkit.decoding.constraints import (
@@ -53,14 +54,7 @@ def test_batched_beam_equals_unbatched(kind: str, ctc_window: int) -> None:
 
 @pytest.mark.parametrize("kind", ["location", "monotonic", "multihead"])
 def test_beam_one_equals_greedy(kind: str) -> None:
-    model, batch = tiny_model(kind), dummy_batch(batch_size=4)
-    opts = DecodeOptions(beam=1, max_len_ratio=1.0)
-    greedy = greedy_search(model, batch.feats, batch.feat_lengths, opts)
-    beam = beam_search(model, batch.feats, batch.feat_lengths, opts)
-    for g, b in zip(greedy, beam, strict=True):
-        assert g.tokens == b.tokens
-        assert g.score == pytest.approx(b.score, abs=1e-4)
-        assert torch.allclose(g.attention, b.attention)
+    assert_beam_one_equals_greedy(tiny_model(kind), dummy_batch(batch_size=4))
 
 
 @pytest.mark.parametrize("option", [{"score": "location"}, {"centre": "median"}])

@@ -12,9 +12,10 @@ import dataclasses
 
 import pytest
 import torch
+from decoding_support import assert_batched_beam_equals_alone, assert_beam_one_equals_greedy
 
 from asrkit.config import AttentionConfig, ConfigError, apply_overrides
-from asrkit.decoding import DecodeOptions, beam_search, greedy_search
+from asrkit.decoding import DecodeOptions, beam_search
 from asrkit.decoding.beam import ensemble_beam_search
 from asrkit.io import UserError
 from asrkit.model.attention import CROSS_KINDS
@@ -101,28 +102,13 @@ def test_padding_gets_zero_weight_in_every_head(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_batched_beam_search_equals_one_utterance_at_a_time(kind: str) -> None:
-    model, batch = tiny(kind), dummy_batch(batch_size=4)
     opts = DecodeOptions(beam=3, ctc_weight=0.3, max_len_ratio=1.0)
-    batched = beam_search(model, batch.feats, batch.feat_lengths, opts)
-    for i, hyp in enumerate(batched):
-        length = int(batch.feat_lengths[i])
-        alone = beam_search(
-            model, batch.feats[i : i + 1, :length], batch.feat_lengths[i : i + 1], opts
-        )
-        assert hyp.tokens == alone[0].tokens
-        assert hyp.score == pytest.approx(alone[0].score, abs=1e-4)
-        torch.testing.assert_close(hyp.attention, alone[0].attention, atol=1e-5, rtol=0)
+    assert_batched_beam_equals_alone(tiny(kind), dummy_batch(batch_size=4), opts)
 
 
 @pytest.mark.parametrize("kind", ["multihead", "monotonic"])
 def test_beam_one_equals_greedy(kind: str) -> None:
-    model, batch = tiny(kind), dummy_batch(batch_size=4)
-    opts = DecodeOptions(beam=1, max_len_ratio=1.0)
-    greedy = greedy_search(model, batch.feats, batch.feat_lengths, opts)
-    beam = beam_search(model, batch.feats, batch.feat_lengths, opts)
-    for g, b in zip(greedy, beam, strict=True):
-        assert g.tokens == b.tokens
-        assert g.score == pytest.approx(b.score, abs=1e-4)
+    assert_beam_one_equals_greedy(tiny(kind), dummy_batch(batch_size=4))
 
 
 def test_ensembles_take_transformer_members_twice_or_beside_an_lstm() -> None:

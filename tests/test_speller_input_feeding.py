@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from decoding_support import assert_batched_beam_equals_alone, assert_beam_one_equals_greedy
 
-from asrkit.decoding import DecodeOptions, beam_search, greedy_search
+from asrkit.decoding import DecodeOptions
 from asrkit.model.attention import REGISTRY
 from asrkit.model.las import LAS, decoder_io
 from asrkit.testing import dummy_batch, step_by_step, tiny_config
@@ -89,15 +90,5 @@ def test_no_feeding_drops_the_context_from_the_lstm_input() -> None:
 def test_no_feeding_decodes_batched_as_alone_and_beam_one_as_greedy(kind: str) -> None:
     model, batch = no_feeding_model(kind).float(), dummy_batch(4)
     opts = DecodeOptions(beam=3, ctc_weight=0.3, max_len_ratio=1.0)
-    batched = beam_search(model, batch.feats, batch.feat_lengths, opts)
-    for i, hyp in enumerate(batched):
-        length = int(batch.feat_lengths[i])
-        alone = beam_search(
-            model, batch.feats[i : i + 1, :length], batch.feat_lengths[i : i + 1], opts
-        )[0]
-        assert hyp.tokens == alone.tokens
-        assert hyp.score == pytest.approx(alone.score, abs=1e-4)
-    one = DecodeOptions(beam=1, max_len_ratio=1.0)
-    greedy = greedy_search(model, batch.feats, batch.feat_lengths, one)
-    beam = beam_search(model, batch.feats, batch.feat_lengths, one)
-    assert [g.tokens for g in greedy] == [b.tokens for b in beam]
+    assert_batched_beam_equals_alone(model, batch, opts)
+    assert_beam_one_equals_greedy(model, batch)
