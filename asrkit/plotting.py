@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
+from typing import Any
 
 from torch import Tensor
 
@@ -79,24 +80,38 @@ def plot_alignment(
     )
     spec_ax.set_ylabel("mel bin")
     spec_ax.set_title(title)
-    rows = max(1, weights.shape[0])
-    att_ax.imshow(
+    _draw_weights(att_ax, weights, frame_shift)
+    _label_tokens(att_ax, tokens)
+    att_ax.set_xlabel("time (s)")
+    att_ax.set_xlim(0, seconds)
+    fig.subplots_adjust(left=0.06, right=0.99, top=0.95, bottom=0.08, hspace=0.08)
+    return _save_png(fig, path)
+
+
+def _draw_weights(ax: Any, weights: Tensor, frame_shift: float) -> None:
+    """Attention weights (U, T') as an image: one row per token, time in seconds."""
+    ax.imshow(
         weights.float().cpu().numpy() if weights.numel() else [[0.0]],
         origin="upper",
         aspect="auto",
         cmap="viridis",
         vmin=0.0,
-        extent=(0, weights.shape[1] * frame_shift, rows, 0),
+        extent=(0, max(weights.shape[1] * frame_shift, 0.01), max(1, weights.shape[0]), 0),
         interpolation="nearest",
     )
+
+
+def _label_tokens(ax: Any, tokens: list[str]) -> None:
+    """Token labels on the y axis, thinned to at most MAX_LABELS."""
     step = max(1, math.ceil(len(tokens) / MAX_LABELS))
     shown = list(range(0, len(tokens), step))
-    att_ax.set_yticks([i + 0.5 for i in shown])
-    att_ax.set_yticklabels([tokens[i].replace("▁", "␣") for i in shown], fontsize=7)
-    att_ax.set_ylabel("output token")
-    att_ax.set_xlabel("time (s)")
-    att_ax.set_xlim(0, seconds)
-    fig.subplots_adjust(left=0.06, right=0.99, top=0.95, bottom=0.08, hspace=0.08)
+    ax.set_yticks([i + 0.5 for i in shown])
+    ax.set_yticklabels([tokens[i].replace("▁", "␣") for i in shown], fontsize=7)
+    ax.set_ylabel("output token")
+
+
+def _save_png(fig: Any, path: Path) -> Path:
+    """Render the figure and write it atomically (a reader never sees half a PNG)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
     with atomic_open(Path(path), "wb") as handle:
@@ -128,27 +143,11 @@ def plot_heads(
     fig = Figure(figsize=(width, 3.0 + min(5.0, 0.06 * min(rows, MAX_LABELS))), dpi=DPI)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, heads, sharey=True, squeeze=False)[0]
-    step = max(1, math.ceil(len(tokens) / MAX_LABELS))
-    shown = list(range(0, len(tokens), step))
     for h, ax in enumerate(axes):
-        ax.imshow(
-            head_weights[h].float().cpu().numpy() if rows else [[0.0]],
-            origin="upper",
-            aspect="auto",
-            cmap="viridis",
-            vmin=0.0,
-            extent=(0, seconds, max(1, rows), 0),
-            interpolation="nearest",
-        )
+        _draw_weights(ax, head_weights[h], frame_shift)
         ax.set_title(f"head {h + 1}", fontsize=9)
         ax.set_xlabel("time (s)")
-    axes[0].set_yticks([i + 0.5 for i in shown])
-    axes[0].set_yticklabels([tokens[i].replace("▁", "␣") for i in shown], fontsize=7)
-    axes[0].set_ylabel("output token")
+    _label_tokens(axes[0], tokens)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
-    with atomic_open(Path(path), "wb") as handle:
-        handle.write(buffer.getvalue())
-    return Path(path)
+    return _save_png(fig, path)

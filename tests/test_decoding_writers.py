@@ -22,7 +22,7 @@ from asrkit.decoding.writers import (
     format_vtt,
     timestamp,
 )
-from asrkit.plotting import pixel_size, plot_alignment
+from asrkit.plotting import pixel_size, plot_alignment, plot_heads
 
 SRT_TIME = r"(\d{2}):(\d{2}):(\d{2}),(\d{3})"
 VTT_TIME = r"(?:(\d{2}):)?(\d{2}):(\d{2})\.(\d{3})"
@@ -130,3 +130,16 @@ def test_plot_is_png_of_expected_size(tmp_path: Path, seconds: float, tokens: in
     labels = [chr(65 + i % 26) for i in range(tokens)] + ["<eos>"]
     path = plot_alignment(tmp_path / "a.png", torch.randn(frames, 80), weights, labels, 0.04, "utt")
     assert _png_size(path) == pixel_size(seconds, tokens + 1)
+
+
+def test_head_plot_has_a_panel_per_head(tmp_path: Path) -> None:
+    """One panel per head side by side: the PNG widens with the heads; empty rows still draw."""
+    labels = list("ABCDE")
+    widths = []
+    for heads in (1, 4):
+        weights = torch.softmax(torch.randn(heads, 5, 50), dim=2)
+        path = plot_heads(tmp_path / f"h{heads}.png", weights, labels, 0.04, "block 1")
+        widths.append(_png_size(path)[0])
+    assert widths[1] > widths[0]
+    empty = plot_heads(tmp_path / "e.png", torch.zeros(2, 0, 0), [], 0.04, "no tokens")
+    assert _png_size(empty)[0] > 0

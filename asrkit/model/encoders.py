@@ -148,7 +148,7 @@ class SelfAttentionEncoder(nn.Module):
         heads: attention heads.
         ff_mult: feed-forward width multiple.
         conformer: Conformer blocks instead of Transformer blocks.
-        conv_subsample: 1, 2 or 4 with the conv1d front end, 4 or 6 with conv2d
+        conv_subsample: 1, 2, 4 or 8 with the conv1d front end, 4 or 6 with conv2d
             (self-attention at 100 frames/s is expensive).
         left_context: frames to the left each frame may attend to (-1 = all).
         right_context: frames to the right each frame may attend to (-1 = all).

@@ -161,10 +161,15 @@ class TransformerDecoder(nn.Module):
         self.attention = self.blocks[self.alignment_layer].cross  # what the alignment comes from
 
     @property
+    def alignment_block(self) -> str:
+        """The block the alignment comes from, in words ("decoder block 3 of 3")."""
+        return f"decoder block {self.alignment_layer + 1} of {len(self.blocks)}"
+
+    @property
     def alignment_source(self) -> str:
         """Which weights the decoder's alignment is, in words (plot titles, reports)."""
         heads = getattr(self.attention, "heads", 1)
-        block = f"decoder block {self.alignment_layer + 1} of {len(self.blocks)}"
+        block = self.alignment_block
         return f"{block}, mean of {heads} heads" if heads > 1 else block
 
     def prepare(self, memory: Tensor, lengths: Tensor) -> LayerMemories:

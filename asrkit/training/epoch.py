@@ -24,6 +24,7 @@ from asrkit.decoding.greedy import greedy_search
 from asrkit.decoding.options import DecodeOptions
 from asrkit.io import read_jsonl
 from asrkit.model.las import LAS, Batch
+from asrkit.model.transformer_decoder import TransformerDecoder
 from asrkit.plotting import plot_heads
 from asrkit.training import distributed, health
 from asrkit.training.checkpoints import CheckpointKeeper, dev_rank
@@ -247,8 +248,9 @@ def _plots(ctx: EpochContext, state: RunState, epoch: int) -> dict[str, float]:
         )
         if out.head_weights is not None:  # every head of that block, one panel each
             heads = out.head_weights[i, :, : len(tokens) + 1, : int(enc_lengths[i])].cpu()
-            block = source.split(",")[0]
-            heads_title = f"{example.id} (epoch {epoch}; every head of {block})"
+            decoder = ctx.model.speller
+            assert isinstance(decoder, TransformerDecoder)  # the only one with head weights
+            heads_title = f"{example.id} (epoch {epoch}; every head of {decoder.alignment_block})"
             plot_heads(
                 plots / f"attention-heads-{i + 1}.png", heads, labels, frame_shift, heads_title
             )

@@ -10,10 +10,11 @@ edited by hand.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
-from asrkit.config import ExperimentConfig, load_yaml
+from asrkit.config import load_yaml
 from asrkit.io import atomic_write_text
 from asrkit.model.las import LAS
 from asrkit.training.provenance import host_description
@@ -29,18 +30,21 @@ def _units(exp: Path) -> str:
     return f"{kind} ({len(data.get('pieces', []))})"
 
 
-def _model(cfg: ExperimentConfig | None, exp: Path) -> list[str]:
-    """The encoder + decoder kinds, e.g. "conformer + transformer", and millions of parameters
-    (of the model the config builds for the experiment's vocabulary)."""
-    if cfg is None:
-        return ["?", "?"]
-    decoder = "lstm" if cfg.decoder.kind == "lstm" else "transformer"
+@functools.cache
+def _model(exp: Path) -> tuple[str, str]:
+    """The encoder + decoder kinds of the experiment's config.yaml, e.g. "conformer +
+    transformer", and millions of parameters of the model it builds for the experiment's
+    vocabulary (once per experiment: its test sets share the row's figures)."""
+    config = exp / "config.yaml"
+    if not config.is_file():
+        return "?", "?"
+    cfg = load_yaml(config)
     path = exp / "tokenizer.json"
     vocab = len(json.loads(path.read_text()).get("pieces", [])) if path.is_file() else 0
     size = "?"
     if vocab:
         size = f"{sum(p.numel() for p in LAS(cfg, vocab).parameters()) / 1e6:.1f}"
-    return [f"{cfg.listener.kind} + {decoder}", size]
+    return f"{cfg.listener.kind} + {cfg.decoder.kind}", size
 
 
 def _trained(folders: list[Path]) -> list[str]:
@@ -71,17 +75,16 @@ def _row(path: Path) -> str:
     kind = cfg.attention.kind if cfg else "?"
     guide = "?" if cfg is None else cfg.train.guide_weight or "-"
     decode = report.get("decode", {})
-    beam = decode.get("beam", "?")
     rtf = "-" if report.get("rtf") is None else f"{report['rtf']:.3f}"
     name = f"{exp.name} ({len(members)} members)" if members else exp.name
     cells = [
         name,
-        *_model(cfg, first),
+        *_model(first),
         kind,
         _units(first),
         guide,
         test_set,
-        beam,
+        decode.get("beam", "?"),
         decode.get("ctc_weight", "?"),
         f"{100 * report['wer']:.2f}",
         f"{100 * report['cer']:.2f}",
