@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from asrkit.config import ConfigError, ExperimentConfig, from_dict, to_dict
-from asrkit.io import UserError, atomic_open
+from asrkit.io import UserError, atomic_open, require_file
 from asrkit.model.las import LAS
 from asrkit.tokenizer import Tokenizer, tokenizer_from_dict
 
@@ -109,15 +109,31 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     Raises:
         UserError: the file is missing, unreadable or not an attnasr checkpoint.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: checkpoint not found")
+    path = require_file(Path(path), "checkpoint")
     try:
         # weights_only=False: train_state may hold optimizer state with Python scalars; only
         # load checkpoints you trust (as with any torch checkpoint).
         data = torch.load(path, map_location="cpu", weights_only=False)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError) as exc:
-        raise UserError(f"{path}: not a readable checkpoint ({exc})") from exc
+    except (
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        EOFError,
+        RuntimeError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        ImportError,
+        IndexError,
+        OverflowError,
+        MemoryError,
+        UnicodeDecodeError,
+        OSError,  # torch's zip reader fails so on a damaged central directory
+    ) as exc:
+        # A damaged file makes the unpickler fail in any of these ways; the reason's words
+        # go on one line, cut short (zip and pickle errors can be long).
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise UserError(f"{path}: not a readable checkpoint ({reason})") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UserError(f"{path}: not an attnasr checkpoint (expected format '{FORMAT}')")
     missing = [key for key in REQUIRED_KEYS if key not in data]
@@ -153,11 +169,16 @@ def load_model(path: Path, device: str = "cpu") -> LoadedModel:
         cfg = from_dict(ExperimentConfig, data["config"])
     except ConfigError as exc:
         raise UserError(f"{file}: bad config in checkpoint ({exc})") from exc
-    tokenizer = tokenizer_from_dict(data["tokenizer"])
+    if not isinstance(data["tokenizer"], dict):
+        raise UserError(f"{file}: bad tokenizer in checkpoint")
+    try:
+        tokenizer = tokenizer_from_dict(data["tokenizer"])
+    except UserError as exc:
+        raise UserError(f"{file}: bad tokenizer in checkpoint ({exc})") from exc
     model = LAS(cfg, tokenizer.vocab_size)
     try:
         model.load_state_dict(data["model"])
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise UserError(f"{file}: weights do not match the stored config ({first})") from exc
     longest = data.get("longest_training_seconds")

@@ -22,10 +22,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from asrkit.io import UserError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value or key is wrong; the message is one line meant for the user."""
 
 
@@ -398,7 +400,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     for key, value in data.items():
         path = f"{where}.{key}" if where else str(key)
         if key not in names:
-            raise ConfigError(f"unknown config key '{path}'{_suggest(str(key), names)}")
+            raise ConfigError(f"unknown config key {path!r}{_suggest(str(key), names)}")
         hint = hints[key]
         if is_dataclass(hint):
             kwargs[key] = from_dict(hint, value or {}, path)  # type: ignore[arg-type]
@@ -420,14 +422,27 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return plain(dataclasses.asdict(cfg))
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's several-line message as one line: "line 3, column 7: found ..."."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + " ".join(str(problem).split())
+
+
 def load_yaml(path: Path) -> ExperimentConfig:
     """Load an experiment config; the error names the file and the bad key."""
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        raise ConfigError(f"{path}: not valid YAML ({yaml_problem(exc)})") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{path}: not valid YAML (nested too deeply)") from exc
+    data = {} if data is None else data
     try:
         return from_dict(ExperimentConfig, data)
     except ConfigError as exc:
@@ -445,9 +460,12 @@ def apply_overrides(cfg: T, overrides: list[str]) -> T:
     """Apply `section.key=value` overrides (values parsed as YAML scalars)."""
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override '{item}' is not of the form section.key=value")
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
         dotted, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else ""
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: not a YAML value ({yaml_problem(exc)})") from exc
         cfg = _replace_path(cfg, dotted.strip().split("."), value, dotted.strip())
     return cfg
 
@@ -456,13 +474,13 @@ def _replace_path(obj: Any, keys: list[str], value: Any, dotted: str) -> Any:
     names = [f.name for f in fields(obj)]
     head = keys[0]
     if head not in names:
-        raise ConfigError(f"unknown config key '{dotted}'{_suggest(head, names)}")
+        raise ConfigError(f"unknown config key {dotted!r}{_suggest(head, names)}")
     hint = typing.get_type_hints(type(obj))[head]
     if len(keys) == 1:
         if is_dataclass(hint):
-            raise ConfigError(f"'{dotted}' is a section; set one of its keys")
+            raise ConfigError(f"{dotted!r} is a section; set one of its keys")
         return dataclasses.replace(obj, **{head: _coerce(value, hint, dotted)})
     if not is_dataclass(hint):
-        raise ConfigError(f"'{head}' in '{dotted}' is not a section")
+        raise ConfigError(f"{head!r} in {dotted!r} is not a section")
     inner = _replace_path(getattr(obj, head), keys[1:], value, dotted)
     return dataclasses.replace(obj, **{head: inner})

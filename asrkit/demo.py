@@ -155,7 +155,7 @@ def prepare_data(
     data_dir: Path, cfg: ExperimentConfig, limit: int | None
 ) -> tuple[Path, Path, Path]:
     """Write the manifests, feature stores, CMVN and tokenizer; returns (train, dev, test)."""
-    from asrkit.data.feature_store import cmvn_path, compute_cmvn, compute_features
+    from asrkit.data.feature_store import compute_cmvn, compute_features, save_cmvn
     from asrkit.tokenizer import CharTokenizer
 
     train, dev = split_dev(read_split("train", limit))
@@ -166,7 +166,7 @@ def prepare_data(
         write_manifest(path, utts)
         compute_features(path, cfg.features)
         paths.append(path)
-    compute_cmvn(paths[0], cfg.features).save(cmvn_path(paths[0]))
+    save_cmvn(paths[0], cfg.features, compute_cmvn(paths[0], cfg.features))
     CharTokenizer.train(u.text for u in train).save(data_dir / "tokenizer.json")
     return paths[0], paths[1], paths[2]
 

@@ -175,6 +175,11 @@ def evaluate_model(
     transcripts, timing = decode_utterances(
         members, utts, search, progress=decode.progress, console=console
     )
+    if all(t.failed for t in transcripts):
+        raise UserError(
+            f"{manifest}: none of the {len(utts)} utterances could be decoded, nothing scored"
+            f" ({transcripts[0].warning})"
+        )
     decoded = DecodedSet(
         loaded, manifest, utts, transcripts, timing, search, decode.device, tuple(members[1:])
     )
@@ -245,6 +250,11 @@ def score_decoded(
             "alignment": decoded.loaded.model.alignment_source or "attention",
             "audio_seconds": decoded.timing.audio_seconds,
             "wall_seconds": decoded.timing.wall_seconds,
+            # audio that could not be read is scored as an empty hypothesis (all deletions,
+            # as sclite scores a missing one) and named here; the command then exits 3
+            "undecoded": [
+                {"id": t.id, "audio": t.audio, "reason": t.warning} for t in transcripts if t.failed
+            ],
         },
     )
     if decoded.others:  # "model" above is the first member, whose attention is plotted
@@ -255,6 +265,13 @@ def score_decoded(
     worst = report.worst(opts.worst)
     report.meta["plots"] = _plot_worst(decoded.loaded, utts, transcripts, worst, out_dir / "plots")
     _finish(report, out_dir, opts, console)
+    if report.meta["undecoded"]:
+        console.print(
+            f"[yellow]{len(report.meta['undecoded'])} of {len(utts)} utterances could not be"
+            " decoded and were scored as empty hypotheses (listed in report.json, meta.undecoded)"
+            "[/]",
+            highlight=False,
+        )
     return report
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -23,8 +24,9 @@ import torch
 import torchaudio
 from torch import Tensor
 
+from asrkit.audio_integrity import nonfinite_problem
 from asrkit.config import FeaturesConfig
-from asrkit.io import UserError, atomic_write_json
+from asrkit.io import MissingPathError, UserError, atomic_write_json, require_file
 
 LOG_FLOOR = 1e-6  # keeps log() finite on digital silence
 
@@ -35,13 +37,14 @@ def load_audio(path: str | Path, sample_rate: int = 16000) -> Tensor:
     Raises:
         UserError: naming the file when it is missing, unreadable or not audio.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: audio file not found")
+    path = require_file(Path(path), "audio file")
     try:
         data, native_rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         raise UserError(f"{path}: not readable as audio ({exc})") from exc
+    problem = nonfinite_problem(data)
+    if problem:
+        raise UserError(f"{path}: {problem}; the file is refused (repair or remove it)")
     wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))  # (N,) mono
     if native_rate != sample_rate and wave.numel() > 0:
         wave = torchaudio.functional.resample(wave, native_rate, sample_rate)
@@ -83,18 +86,27 @@ class CMVNStats:
     mean: list[float]
     std: list[float]
     frames: int
+    # What they were computed from ({"manifest_sha256", "features"}); None in older files and
+    # in an experiment's own copy, which is tied to its checkpoint instead.
+    made_from: dict[str, Any] | None = None
 
     def save(self, path: Path) -> None:
-        atomic_write_json(Path(path), {"mean": self.mean, "std": self.std, "frames": self.frames})
+        row: dict[str, Any] = {"mean": self.mean, "std": self.std, "frames": self.frames}
+        if self.made_from is not None:
+            row["made_from"] = self.made_from
+        atomic_write_json(Path(path), row)
 
     @classmethod
     def load(cls, path: Path) -> CMVNStats:
         try:
-            data = json.loads(Path(path).read_text())
-            return cls(mean=data["mean"], std=data["std"], frames=int(data["frames"]))
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            made_from = data.get("made_from")
+            return cls(data["mean"], data["std"], int(data["frames"]), made_from)
         except FileNotFoundError as exc:
-            raise UserError(f"{path}: CMVN statistics not found (run 'attnasr prepare')") from exc
-        except (KeyError, json.JSONDecodeError) as exc:
+            hint = "run 'attnasr prepare'"
+            raise MissingPathError(f"{path}: CMVN statistics not found ({hint})") from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # JSONDecodeError and UnicodeDecodeError are ValueErrors; a list is an AttributeError
             raise UserError(f"{path}: not a CMVN statistics file") from exc
 
 

@@ -16,9 +16,78 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+# Exit codes of every command (documented in the README): 0 success, 1 a user error (nothing
+# usable was produced), 2 a command-line usage error (Typer's), 3 partial success: outputs were
+# written but some inputs could not be used (each named in a warning and the run's summary
+# file), 130 interrupted (saved and resumable where the command allows it).
+EXIT_USER_ERROR = 1
+EXIT_PARTIAL = 3
+EXIT_INTERRUPTED = 130
+
 
 class UserError(Exception):
     """A mistake in the user's input: the CLI prints the message as one line and exits 1."""
+
+
+class MissingPathError(UserError, FileNotFoundError):
+    """A file or folder the user named does not exist.
+
+    Also a `FileNotFoundError`, so a caller of the Python API can catch it the usual way:
+
+    >>> try:
+    ...     read_jsonl(Path("no/such/manifest.jsonl"))
+    ... except FileNotFoundError as exc:
+    ...     print(exc)
+    no/such/manifest.jsonl: file not found
+    """
+
+    def __str__(self) -> str:
+        # OSError.__str__ would print "(None) message"; the message alone is the one line.
+        return str(self.args[0]) if self.args else ""
+
+
+def _valid(path: Path) -> Path:
+    """`path` if the OS can look it up at all (`Path.is_file` raises on these, not False)."""
+    if "\x00" in str(path):
+        raise UserError(f"{str(path)!r}: not a valid path (it holds a NUL byte)")
+    try:
+        path.exists()
+    except OSError as exc:  # e.g. ENAMETOOLONG
+        raise UserError(f"{str(path)[:80]!r}...: not a valid path ({exc.strerror})") from exc
+    return path
+
+
+def require_file(path: Path, what: str = "file") -> Path:
+    """`path` when it is a file; else a one-line error saying it is missing or a folder."""
+    path = _valid(Path(path))
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, not a {what}")
+    if not path.is_file():
+        raise MissingPathError(f"{path}: {what} not found")
+    return path
+
+
+def require_dir(path: Path, what: str = "folder") -> Path:
+    """`path` when it is a folder; else a one-line error saying it is missing or a file."""
+    path = _valid(Path(path))
+    if path.is_file():
+        raise UserError(f"{path}: is a file, not a {what}")
+    if not path.is_dir():
+        raise MissingPathError(f"{path}: {what} not found")
+    return path
+
+
+def one_line(exc: BaseException) -> str:
+    """The user-facing line of `exc`, also when a DataLoader worker wrapped it.
+
+    PyTorch re-raises a worker's exception as the same type whose message is "Caught X in
+    DataLoader worker process N. Original Traceback ..."; the original message is its last line.
+    """
+    text = str(exc)
+    if "Original Traceback" in text:
+        last = text.strip().splitlines()[-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return text
 
 
 @contextmanager
@@ -59,18 +128,22 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Read JSON lines; a bad line is a UserError naming the file and line number."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
+    path = require_file(Path(path))
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
+    with path.open("rb") as handle:  # lines are split on b"\n" only, as JSON lines are
+        for number, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise UserError(f"{path}:{number}: not UTF-8 text ({exc.reason})") from exc
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise UserError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+            except RecursionError as exc:
+                raise UserError(f"{path}:{number}: JSON nested too deeply") from exc
             if not isinstance(row, dict):
                 raise UserError(f"{path}:{number}: expected a JSON object")
             rows.append(row)

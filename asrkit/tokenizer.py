@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from asrkit.io import UserError, atomic_write_json
+from asrkit.io import MissingPathError, UserError, atomic_write_json, require_file
 
 BLANK_ID, EOS_ID, UNK_ID = 0, 1, 2
 SPECIALS = ("<blank>", "<eos>", "<unk>")
@@ -138,20 +138,46 @@ class SentencePieceTokenizer(Tokenizer):
 
 
 def tokenizer_from_dict(data: dict[str, Any]) -> Tokenizer:
-    if data.get("kind") == "char":
-        return CharTokenizer(data["pieces"])
-    if data.get("kind") == "sentencepiece":
-        return SentencePieceTokenizer(base64.b64decode(data["model"]), data["model_type"])
-    raise UserError(f"unknown tokenizer kind {data.get('kind')!r}")
+    """The tokenizer a `to_dict` wrote (a tokenizer file, or the one inside a checkpoint).
+
+    Raises:
+        UserError: an unknown kind, or fields that do not make a tokenizer (one line).
+    """
+    kind = data.get("kind")
+    if kind == "char":
+        pieces = data.get("pieces")
+        if not (isinstance(pieces, list) and all(isinstance(p, str) for p in pieces)):
+            raise UserError("a char tokenizer needs 'pieces', a list of strings")
+        if pieces[: len(SPECIALS)] != list(SPECIALS) or len(set(pieces)) != len(pieces):
+            raise UserError(f"char tokenizer pieces must start with {SPECIALS} and be unique")
+        return CharTokenizer(pieces)
+    if kind == "sentencepiece":
+        model, model_type = data.get("model"), data.get("model_type")
+        if not (isinstance(model, str) and isinstance(model_type, str)):
+            raise UserError("a sentencepiece tokenizer needs 'model' and 'model_type' strings")
+        try:
+            return SentencePieceTokenizer(base64.b64decode(model, validate=True), model_type)
+        except (ValueError, RuntimeError, TypeError) as exc:  # binascii.Error is a ValueError
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"the sentencepiece model does not load ({reason})") from exc
+    raise UserError(f"unknown tokenizer kind {kind!r}")
 
 
 def load_tokenizer(path: Path) -> Tokenizer:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as exc:
+    if not path.exists():
         hint = "run 'attnasr prepare tokenizer'"
-        raise UserError(f"{path}: tokenizer file not found ({hint})") from exc
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not a tokenizer file ({exc.msg})") from exc
-    return tokenizer_from_dict(data)
+        raise MissingPathError(f"{path}: tokenizer file not found ({hint})")
+    require_file(path, "tokenizer file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not a tokenizer file (not UTF-8 text)") from exc
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise UserError(f"{path}: not a tokenizer file (not valid JSON)") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not a tokenizer file (expected a JSON object)")
+    try:
+        return tokenizer_from_dict(data)
+    except UserError as exc:
+        raise UserError(f"{path}: not a tokenizer file ({exc})") from exc

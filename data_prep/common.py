@@ -9,27 +9,33 @@ atomically, so its presence means the part is complete: that is what makes re-ru
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import soundfile as sf
 
+from asrkit.audio_integrity import nonfinite_problem
 from asrkit.data.manifest import Utterance, read_manifest, write_manifest
 from asrkit.data.parallel import parallel_map
-from asrkit.io import atomic_write_json
+from asrkit.io import UserError, atomic_write_json
+from data_prep.provenance import changes, load_record, save_record
 
 # Extensions we look for, in order of preference when one utterance id has several files.
 AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg", ".opus", ".mp3")
 
+_FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")  # the only sample formats that can hold NaN / inf
 _MP3_FRAME = 1152  # samples per MP3 frame: decoders may legitimately differ by one frame
 
 # Problem kinds, each named in the summary table.
 MISSING_AUDIO = "missing audio"  # a transcript with no audio file
 UNREADABLE_AUDIO = "unreadable audio"  # the file is not audio libsndfile can read
+NONFINITE_AUDIO = "non-finite audio"  # NaN or infinite samples: refused, see nonfinite_problem
 EMPTY_AUDIO = "empty audio"  # zero samples
 NO_TRANSCRIPT = "no transcript"  # an audio file nobody transcribed
 EMPTY_TRANSCRIPT = "empty transcript"  # nothing left after normalisation
@@ -61,6 +67,7 @@ class PartReport:
     hours: float
     problems: list[Problem] = field(default_factory=list)
     skipped: bool = False  # the manifest existed and --force was not given
+    inputs_recorded: bool = True  # False: made by an older attnasr, so it cannot be checked
 
 
 @dataclass(frozen=True)
@@ -98,28 +105,35 @@ def absolute(path: Path | str) -> Path:
     return Path(os.path.abspath(path))
 
 
-def probe_audio(path: str, decode: bool = False) -> AudioInfo | str:
-    """Read an audio header (or decode the whole file); returns the info or a one-line reason.
+def probe_audio(path: str, decode: bool = False) -> AudioInfo | Problem:
+    """Read an audio header (or decode the whole file); returns the info or the problem.
 
     For MP3, libsndfile (mpg123) reports the exact decoded length, so the header's `frames`
     equals the number of samples `soundfile.read` returns (checked on the shared MP3 tree in the
     tests). A truncated or corrupt file can still have a good header: `decode=True` reads every
     sample, reports the decoded length, and turns a decoder error or a file that decodes to
-    fewer samples than its header announces into a reason.
+    fewer samples than its header announces into a problem. Floating-point files are always
+    decoded, since only they can hold NaN or infinite samples (see `nonfinite_problem`); they
+    are rare, so this costs nothing on a real corpus.
     """
     try:
         with sf.SoundFile(path) as handle:
             info = AudioInfo(frames=int(handle.frames), sample_rate=int(handle.samplerate))
-            if not decode:
+            floating = handle.subtype in _FLOAT_SUBTYPES
+            if not (decode or floating):
                 return info
             # One read of the whole file: reading MP3 in blocks makes libsndfile seek, which
             # costs mpg123 its bit reservoir and floods stderr with decoder errors.
-            decoded = len(handle.read(dtype="int16", always_2d=True))
-    except (sf.LibsndfileError, RuntimeError, TypeError, OSError) as exc:
-        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if decoded < info.frames - _MP3_FRAME:
-        return f"decodes to {decoded} of the {info.frames} samples its header announces"
-    return AudioInfo(frames=decoded, sample_rate=info.sample_rate)
+            samples = handle.read(dtype="float32" if floating else "int16", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return Problem(UNREADABLE_AUDIO, None, path, reason)
+    if floating and (reason := nonfinite_problem(samples)):
+        return Problem(NONFINITE_AUDIO, None, path, reason)
+    if len(samples) < info.frames - _MP3_FRAME:
+        reason = f"decodes to {len(samples)} of the {info.frames} samples its header announces"
+        return Problem(UNREADABLE_AUDIO, None, path, reason)
+    return AudioInfo(frames=len(samples), sample_rate=info.sample_rate)
 
 
 def build_part(
@@ -131,8 +145,10 @@ def build_part(
     jobs: int = 1,
     verify: bool = False,
     show_progress: bool = True,
+    record: dict[str, Any] | None = None,
 ) -> PartReport:
-    """Probe every candidate's audio, then write `<name>.problems.json` and `<name>.jsonl`.
+    """Probe every candidate's audio, then write `<name>.problems.json`, `<name>.inputs.json`
+    (`record`, see `data_prep.provenance`) and, last, `<name>.jsonl`.
 
     Args:
         name: part name, the manifest's file stem.
@@ -142,6 +158,11 @@ def build_part(
         jobs: threads reading audio headers.
         verify: decode every file completely (finds truncated files; much slower).
         show_progress: draw the progress bar.
+        record: what the part is made from; saved so a re-run can tell whether it is current.
+
+    Raises:
+        UserError: no utterance is usable; nothing but the problems file is written, since
+            an empty manifest would only fail later, in training or evaluation.
     """
     problems = list(problems)
     seen: set[str] = set()
@@ -162,8 +183,8 @@ def build_part(
     )
     utterances = []
     for cand, info in zip(unique, infos, strict=True):
-        if isinstance(info, str):
-            problems.append(Problem(UNREADABLE_AUDIO, cand.id, str(cand.audio), info))
+        if isinstance(info, Problem):
+            problems.append(replace(info, utt_id=cand.id))
         elif info.frames == 0:
             problems.append(Problem(EMPTY_AUDIO, cand.id, str(cand.audio), "0 samples"))
         else:
@@ -171,11 +192,20 @@ def build_part(
     utterances.sort(key=lambda u: u.id)
     problems.sort(key=lambda p: (p.kind, p.utt_id or "", p.path))
     path = manifest_path(out_dir, name)
-    atomic_write_json(
-        problems_path(out_dir, name), {"part": name, "problems": [p.to_json() for p in problems]}
-    )
+    side = problems_path(out_dir, name)
+    atomic_write_json(side, {"part": name, "problems": [p.to_json() for p in problems]})
+    if not utterances:
+        raise UserError(f"{name}: no usable utterance ({_counts(problems)}); see {side}")
+    if record is not None:
+        save_record(out_dir, name, record)
     write_manifest(path, utterances)
     return _report(name, path, utterances, problems, skipped=False)
+
+
+def _counts(problems: list[Problem]) -> str:
+    """ "3 missing audio, 1 unreadable audio" (or "no input listed")."""
+    kinds = Counter(p.kind for p in problems)
+    return ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) or "no input listed"
 
 
 def _utterance(cand: Candidate, info: AudioInfo) -> Utterance:
@@ -203,6 +233,30 @@ def _report(
         problems=problems,
         skipped=skipped,
     )
+
+
+def reuse_part(name: str, out_dir: Path, record: dict[str, Any], force: bool) -> PartReport | None:
+    """The part prepared earlier from the inputs `record` describes, or None to prepare it.
+
+    Raises:
+        UserError: the part exists but was made from other inputs or options (each change
+            named); `force` redoes it instead.
+    """
+    if force:
+        return None
+    previous = existing_part(name, out_dir)
+    if previous is None:
+        return None
+    saved = load_record(out_dir, name)
+    if saved is None:
+        return dataclasses.replace(previous, inputs_recorded=False)
+    found = changes(record, saved)
+    if found:
+        raise UserError(
+            f"{previous.path}: prepared from other inputs ({'; '.join(found)}); "
+            "use --force to prepare it again"
+        )
+    return previous
 
 
 def existing_part(name: str, out_dir: Path) -> PartReport | None:

@@ -32,7 +32,7 @@ import soundfile as sf
 
 from asrkit.data.parallel import progress_bar
 from asrkit.features import load_audio
-from asrkit.io import UserError, atomic_open, ensure_writable_dir
+from asrkit.io import UserError, atomic_open, ensure_writable_dir, require_dir
 from data_prep.common import (
     BAD_LINE,
     UNREADABLE_AUDIO,
@@ -40,8 +40,9 @@ from data_prep.common import (
     PartReport,
     Problem,
     build_part,
-    existing_part,
+    reuse_part,
 )
+from data_prep.provenance import input_record
 
 DIGIT_WORDS = ("ZERO", "ONE", "TWO", "THREE", "FOUR", "FIVE", "SIX", "SEVEN", "EIGHT", "NINE")
 TEST_SPEAKER = "theo"
@@ -57,9 +58,7 @@ Take = tuple[int, Path]  # (digit, recording)
 
 def list_recordings(fsdd_dir: Path) -> tuple[dict[str, list[Take]], list[Problem]]:
     """Recordings by speaker, sorted by (digit, take); badly named WAVs are problems."""
-    fsdd_dir = Path(fsdd_dir)
-    if not fsdd_dir.is_dir():
-        raise UserError(f"{fsdd_dir}: FSDD recordings folder not found")
+    fsdd_dir = require_dir(Path(fsdd_dir), "FSDD recordings folder")
     speakers: dict[str, list[tuple[int, int, Path]]] = {}
     problems = []
     for path in sorted(fsdd_dir.glob("*.wav")):
@@ -177,11 +176,17 @@ def prepare_fsdd(
     if strings_per_speaker < 2:
         raise UserError(f"--strings-per-speaker must be at least 2, got {strings_per_speaker}")
     out_dir = ensure_writable_dir(Path(out_dir))
-    if not force:
-        done = {n: existing_part(n, out_dir) for n in ("train", "test")}
-        if all(done.values()):
-            return {n: r for n, r in done.items() if r is not None}
     by_speaker, problems = list_recordings(fsdd_dir)
+    options = {
+        "strings_per_speaker": strings_per_speaker,
+        "min_digits": min_digits,
+        "max_digits": max_digits,
+        "seed": seed,
+    }
+    record = input_record("fsdd", options, [], Path(fsdd_dir).glob("*.wav"))
+    done = {n: reuse_part(n, out_dir, record, force) for n in ("train", "test")}
+    if all(done.values()):
+        return {n: r for n, r in done.items() if r is not None}
     if TEST_SPEAKER not in by_speaker:
         raise UserError(f"{fsdd_dir}: no recordings of the test speaker '{TEST_SPEAKER}'")
     audio_dir = out_dir / "audio"
@@ -206,6 +211,8 @@ def prepare_fsdd(
     others = [p for p in problems if p not in theo]
     split = {"train": others, "test": theo}
     return {
-        name: build_part(name, candidates[name], out_dir, split[name], show_progress=show_progress)
+        name: build_part(
+            name, candidates[name], out_dir, split[name], show_progress=show_progress, record=record
+        )
         for name in ("train", "test")
     }

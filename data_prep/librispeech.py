@@ -16,10 +16,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from asrkit.io import UserError, ensure_writable_dir
+from asrkit.io import UserError, ensure_writable_dir, require_dir
 from asrkit.scoring.normalize import normalize_librispeech
 from data_prep.common import (
+    AUDIO_EXTENSIONS,
     BAD_LINE,
     EMPTY_TRANSCRIPT,
     MISSING_AUDIO,
@@ -28,9 +30,10 @@ from data_prep.common import (
     PartReport,
     Problem,
     build_part,
-    existing_part,
     find_audio,
+    reuse_part,
 )
+from data_prep.provenance import input_record
 
 # The official parts, in the order openslr lists them.
 LIBRISPEECH_PARTS = (
@@ -51,9 +54,7 @@ def find_corpus_root(corpus_dir: Path) -> Path:
     Raises:
         UserError: when the folder is missing or holds no LibriSpeech part.
     """
-    corpus_dir = Path(corpus_dir)
-    if not corpus_dir.is_dir():
-        raise UserError(f"{corpus_dir}: corpus folder not found")
+    corpus_dir = require_dir(Path(corpus_dir), "corpus folder")
     for root in (corpus_dir / "LibriSpeech", corpus_dir):
         if root.is_dir() and available_parts(root):
             return root
@@ -170,11 +171,12 @@ def prepare_librispeech(
     genders = read_genders(root)
     reports = {}
     for part in wanted:
-        previous = None if force else existing_part(part, out_dir)
+        candidates, problems = list_part(root / part, genders)
+        record = _record(root, part, verify)
+        previous = reuse_part(part, out_dir, record, force)
         if previous is not None:
             reports[part] = previous
             continue
-        candidates, problems = list_part(root / part, genders)
         reports[part] = build_part(
             part,
             candidates,
@@ -183,5 +185,15 @@ def prepare_librispeech(
             jobs=jobs,
             verify=verify,
             show_progress=show_progress,
+            record=record,
         )
     return reports
+
+
+def _record(root: Path, part: str, verify: bool) -> dict[str, Any]:
+    """What a part is made from: its transcripts and SPEAKERS.TXT by content, its audio files
+    (every one under the part, claimed or not) by size and time."""
+    files = [p for p in (root / part).glob("*/*/*") if p.is_file()]
+    texts = [p for p in files if p.name.endswith(".trans.txt")] + [root / "SPEAKERS.TXT"]
+    audio = [p for p in files if p.suffix.lower() in AUDIO_EXTENSIONS]
+    return input_record("librispeech", {"verify": verify}, texts, audio)

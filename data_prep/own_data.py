@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from asrkit.io import UserError, ensure_writable_dir
+from asrkit.io import UserError, ensure_writable_dir, require_dir, require_file
 from asrkit.scoring.normalize import normalize_librispeech
 from data_prep.common import (
     AUDIO_EXTENSIONS,
@@ -28,18 +28,15 @@ from data_prep.common import (
     Problem,
     absolute,
     build_part,
-    existing_part,
+    reuse_part,
 )
+from data_prep.provenance import input_record
 
 
 def _utt_id(path: Path, root: Path) -> str:
     """`root/spk/a.wav` -> "spk-a": unique within the folder, readable in reports."""
     relative = absolute(path).relative_to(absolute(root)).with_suffix("")
     return "-".join(relative.parts)
-
-
-def _prepared(name: str, out_dir: Path, force: bool) -> PartReport | None:
-    return None if force else existing_part(name, out_dir)
 
 
 def prepare_folder(
@@ -65,19 +62,19 @@ def prepare_folder(
         verify: decode every audio file completely (finds truncated files; slower).
         show_progress: draw progress bars.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UserError(f"{folder}: folder not found")
+    folder = require_dir(Path(folder))
     name = name or absolute(folder).name
     out_dir = ensure_writable_dir(Path(out_dir))
-    previous = _prepared(name, out_dir, force)
-    if previous is not None:
-        return previous
-    candidates, problems = [], []
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     audio = [p for p in files if p.suffix.lower() in AUDIO_EXTENSIONS]
     if not audio:
         raise UserError(f"{folder}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found")
+    texts = [p for p in files if p.suffix.lower() == ".txt"]
+    record = input_record("folder", {"verify": verify}, texts, audio)
+    previous = reuse_part(name, out_dir, record, force)
+    if previous is not None:
+        return previous
+    candidates, problems = [], []
     audio_stems = {p.with_suffix("") for p in audio}
     for path in audio:
         utt_id = _utt_id(path, folder)
@@ -91,11 +88,18 @@ def prepare_folder(
             continue
         speaker = path.parent.name if path.parent != folder else absolute(folder).name
         candidates.append(Candidate(id=utt_id, audio=path, text=text, speaker=speaker))
-    for path in files:
-        if path.suffix.lower() == ".txt" and path.with_suffix("") not in audio_stems:
+    for path in texts:
+        if path.with_suffix("") not in audio_stems:
             problems.append(Problem(MISSING_AUDIO, _utt_id(path, folder), str(path), "no audio"))
     return build_part(
-        name, candidates, out_dir, problems, jobs=jobs, verify=verify, show_progress=show_progress
+        name,
+        candidates,
+        out_dir,
+        problems,
+        jobs=jobs,
+        verify=verify,
+        show_progress=show_progress,
+        record=record,
     )
 
 
@@ -151,15 +155,34 @@ def prepare_table(
         verify: decode every audio file completely (finds truncated files; slower).
         show_progress: draw progress bars.
     """
-    table = Path(table)
-    if not table.is_file():
-        raise UserError(f"{table}: table not found")
+    table = require_file(Path(table), "table")
     header, rows = _read_rows(table)
     name = name or table.stem
     out_dir = ensure_writable_dir(Path(out_dir))
-    previous = _prepared(name, out_dir, force)
+    candidates, problems = _table_candidates(table, header, rows)
+    named = [c.audio for c in candidates] + [
+        Path(p.path) for p in problems if p.kind == MISSING_AUDIO
+    ]
+    record = input_record("table", {"verify": verify}, [table], named)
+    previous = reuse_part(name, out_dir, record, force)
     if previous is not None:
         return previous
+    return build_part(
+        name,
+        candidates,
+        out_dir,
+        problems,
+        jobs=jobs,
+        verify=verify,
+        show_progress=show_progress,
+        record=record,
+    )
+
+
+def _table_candidates(
+    table: Path, header: list[str], rows: list[list[str]]
+) -> tuple[list[Candidate], list[Problem]]:
+    """The utterances a table lists, and the problems of its rows (line numbers from 2)."""
     base = absolute(table.parent)
     candidates, problems = [], []
     for number, row in enumerate(rows, 2):
@@ -168,17 +191,24 @@ def prepare_table(
             problems.append(Problem(BAD_LINE, None, where, f"{len(row)} of {len(header)} columns"))
             continue
         fields = dict(zip(header, (v.strip() for v in row), strict=False))
+        if not fields["path"] or "\x00" in fields["path"]:
+            reason = "the path holds a NUL byte" if fields["path"] else "no audio path"
+            problems.append(Problem(BAD_LINE, None, where, reason))
+            continue
         audio = absolute(base / fields["path"])  # also folds "..", so ids stay well formed
+        try:
+            found = audio.is_file()
+        except OSError as exc:  # a name too long for the filesystem
+            problems.append(Problem(BAD_LINE, None, where, f"bad path ({exc.strerror})"))
+            continue
         inside = audio.is_relative_to(base)
         utt_id = fields.get("id") or (_utt_id(audio, base) if inside else audio.stem)
         text = normalize_librispeech(fields["text"])
-        if not fields["path"] or not audio.is_file():
+        if not found:
             problems.append(Problem(MISSING_AUDIO, utt_id, str(audio), f"named on line {number}"))
         elif not text:
             problems.append(Problem(EMPTY_TRANSCRIPT, utt_id, where, ""))
         else:
             speaker = fields.get("speaker") or audio.parent.name
             candidates.append(Candidate(id=utt_id, audio=audio, text=text, speaker=speaker))
-    return build_part(
-        name, candidates, out_dir, problems, jobs=jobs, verify=verify, show_progress=show_progress
-    )
+    return candidates, problems

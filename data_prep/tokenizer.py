@@ -11,10 +11,11 @@ Example:
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from asrkit.data.manifest import read_manifest
-from asrkit.io import UserError, atomic_write_json
+from asrkit.io import UserError, atomic_write_json, file_sha256, require_file
 from asrkit.tokenizer import SPECIALS, CharTokenizer, SentencePieceTokenizer, Tokenizer
 
 TOKENIZER_KINDS = ("char", "bpe", "unigram")
@@ -37,10 +38,12 @@ def train_tokenizer(
         force: overwrite an existing file.
 
     Returns:
-        The written path.
+        The written path; an existing tokenizer trained from the same manifest content with
+        the same kind and size is kept as it is.
 
     Raises:
-        UserError: unknown kind, missing or impossible vocabulary size, existing output.
+        UserError: unknown kind, missing or impossible vocabulary size, an existing output
+            trained from other text or settings.
     """
     manifest = Path(manifest)
     out = Path(out) if out else manifest.with_name("tokenizer.json")
@@ -48,8 +51,15 @@ def train_tokenizer(
         raise UserError(f"unknown tokenizer kind '{kind}' (valid: {', '.join(TOKENIZER_KINDS)})")
     if kind != "char" and (vocab_size is None or vocab_size <= len(SPECIALS)):
         raise UserError(f"--kind {kind} needs --vocab-size larger than {len(SPECIALS)}")
+    wanted = {
+        "manifest": str(manifest.resolve()),
+        "manifest_sha256": file_sha256(require_file(manifest, "manifest")),
+        "kind": kind,
+        "requested_vocab_size": vocab_size if kind != "char" else None,
+    }
     if out.exists() and not force:
-        raise UserError(f"{out}: already exists (use --force to overwrite)")
+        _check_current(out, wanted)
+        return out
     texts = [u.text for u in read_manifest(manifest)]
     tokenizer: Tokenizer
     if kind == "char":
@@ -62,11 +72,22 @@ def train_tokenizer(
             # value <= 1234." when the text is too small for the size asked for.
             reason = str(exc).strip().splitlines()[-1]
             raise UserError(f"{manifest}: cannot train a {kind} tokenizer ({reason})") from exc
-    record = {
-        "manifest": str(manifest.resolve()),
-        "kind": kind,
-        "vocab_size": tokenizer.vocab_size,
-        "utterances": len(texts),
-    }
+    record = {**wanted, "vocab_size": tokenizer.vocab_size, "utterances": len(texts)}
     atomic_write_json(out, {**tokenizer.to_dict(), "trained_on": record})
     return out
+
+
+def _check_current(out: Path, wanted: dict[str, object]) -> None:
+    """Keep a tokenizer trained from the same manifest content with the same settings; refuse,
+    naming the difference, one trained otherwise (or by an older attnasr, which did not record
+    the manifest's content)."""
+    try:
+        record = json.loads(out.read_text(encoding="utf-8")).get("trained_on") or {}
+    except (OSError, ValueError, AttributeError):
+        record = {}
+    differ = [key for key, value in wanted.items() if record.get(key) != value]
+    if differ:
+        what = ", ".join("manifest content" if k == "manifest_sha256" else k for k in differ)
+        raise UserError(
+            f"{out}: already exists, trained with another {what}; use --force to replace it"
+        )

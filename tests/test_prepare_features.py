@@ -141,8 +141,15 @@ def test_char_tokenizer_round_trip(manifest: Path) -> None:
         assert tok.decode(tok.encode(utt.text)) == utt.text
     record = json.loads(path.read_text())["trained_on"]
     assert record["kind"] == "char" and record["utterances"] == 3
-    with pytest.raises(UserError, match="already exists"):
+    written = path.stat().st_mtime_ns
+    assert train_tokenizer(manifest) == path and path.stat().st_mtime_ns == written
+    with pytest.raises(UserError, match="already exists, trained with another kind"):
+        train_tokenizer(manifest, kind="bpe", vocab_size=20)
+    with manifest.open("a") as handle:  # the training text changes: the tokenizer is stale
+        handle.write(manifest.read_text().splitlines()[0].replace('"id": "', '"id": "x') + "\n")
+    with pytest.raises(UserError, match="another manifest content; use --force"):
         train_tokenizer(manifest)
+    assert train_tokenizer(manifest, force=True) == path
 
 
 def test_bpe_tokenizer_from_real_text(librispeech_dir: Path, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from asrkit.config import ConfigError
-from asrkit.io import UserError
+from asrkit.io import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError, one_line
 
 console = Console(stderr=True)  # progress and tables on stderr; stdout is for results
 F = TypeVar("F", bound=Callable[..., Any])
@@ -54,11 +54,11 @@ def user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except (UserError, ConfigError) as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            sys.exit(1)
+            console.print(f"[bold red]error:[/] {one_line(exc)}", highlight=False, soft_wrap=True)
+            sys.exit(EXIT_USER_ERROR)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
 
     return wrapper  # type: ignore[return-value]
 

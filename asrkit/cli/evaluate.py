@@ -19,7 +19,7 @@ from asrkit.cli.common import (
     resolve_device,
     user_errors,
 )
-from asrkit.io import UserError
+from asrkit.io import EXIT_PARTIAL, UserError
 
 
 class Normalizer(str, Enum):
@@ -75,7 +75,11 @@ def evaluate_command(
         bool, typer.Option("--force", help="Overwrite earlier results in --out.")
     ] = False,
 ) -> None:
-    """Decode and score a test set (WER, CER, SER, CIs, breakdowns), or score given files."""
+    """Decode and score a test set (WER, CER, SER, CIs, breakdowns), or score given files.
+
+    Exit codes: 0 done; 1 an error (or no utterance could be decoded); 3 the report is
+    written but some utterances could not be decoded (scored as empty, named in report.json).
+    """
     from asrkit.evaluation import ModelOptions, ScoringOptions, evaluate_files, evaluate_model
 
     opts = ScoringOptions(normalizer.value, bootstrap, seed, worst, compare, force)
@@ -90,7 +94,9 @@ def evaluate_command(
             att_window=att_window,
             length_penalty=length_penalty,
         )
-        evaluate_model(model, manifest, out, opts, decode, console=console)
+        report = evaluate_model(model, manifest, out, opts, decode, console=console)
+        if report.meta["undecoded"]:
+            raise typer.Exit(EXIT_PARTIAL)
     elif ref is not None and hyp is not None and not model and manifest is None:
         evaluate_files(ref, hyp, out, opts, console=console)
     else:

@@ -62,6 +62,13 @@ def _summarise(reports: dict[str, PartReport], strict: bool) -> None:
         total += len(report.problems)
     console.print(table)
     for name, report in reports.items():
+        if report.skipped and not report.inputs_recorded:
+            console.print(
+                f"[yellow]{name}: prepared by an older attnasr, which did not record its inputs;"
+                " kept unchecked (--force prepares it again)[/]",
+                highlight=False,
+                soft_wrap=True,
+            )
         for problem in report.problems[:_LISTED_PROBLEMS]:
             utt = f" {problem.utt_id}" if problem.utt_id else ""
             where = escape(f"{problem.path} {problem.detail}".strip())
@@ -77,16 +84,30 @@ def _summarise(reports: dict[str, PartReport], strict: bool) -> None:
 
 def _features(manifest: Path, jobs: int, force: bool, cmvn: bool) -> None:
     from asrkit.config import FeaturesConfig
-    from asrkit.data.feature_store import cmvn_path, compute_cmvn, compute_features
+    from asrkit.data.feature_store import (
+        cmvn_path,
+        cmvn_state,
+        compute_cmvn,
+        compute_features,
+        save_cmvn,
+    )
 
     features = FeaturesConfig()
     npy = compute_features(manifest, features, jobs=jobs, force=force)
     console.print(f"features: {npy}")
-    target = cmvn_path(manifest)
-    if cmvn and (force or not target.exists()):
-        compute_cmvn(manifest, features, jobs=jobs).save(target)
-    if cmvn:
-        console.print(f"CMVN: {target}")
+    if not cmvn:
+        return
+    state = cmvn_state(manifest, features)
+    if state == "stale" and not force:
+        raise UserError(
+            f"{cmvn_path(manifest)}: computed from another version of {manifest.name} or other"
+            " feature settings; use --force to recompute"
+        )
+    if force or state == "missing":
+        save_cmvn(manifest, features, compute_cmvn(manifest, features, jobs=jobs))
+        state = "written"
+    note = " (kept; written by an older attnasr, so not checked)" if state == "unrecorded" else ""
+    console.print(f"CMVN: {cmvn_path(manifest)}{note}")
 
 
 @prepare_app.command("librispeech")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from asrkit.cli.common import DeviceOption, console, user_errors
+from asrkit.io import EXIT_INTERRUPTED
 
 
 @user_errors
@@ -66,10 +67,9 @@ def train_command(
         device=device,
         overrides=[*(overrides or []), *options],
     )
-    wer = "n/a" if result.best_dev_wer is None else f"{100 * result.best_dev_wer:.2f}%"
-    console.print(f"best dev WER {wer}; model: {result.final_checkpoint}", highlight=False)
+    console.print(f"{result.best_line()}; model: {result.final_checkpoint}", highlight=False)
     if result.stop_reason == "interrupted":
-        raise typer.Exit(130)  # saved and resumable, but a stage script must not go on
+        raise typer.Exit(EXIT_INTERRUPTED)  # saved and resumable, but a stage script must not go on
 
 
 def register(app: typer.Typer) -> None:

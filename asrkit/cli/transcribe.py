@@ -71,7 +71,12 @@ def transcribe(
         bool, typer.Option("--force", help="Overwrite earlier results in --out.")
     ] = False,
 ) -> None:
-    """Transcribe audio: one file prints to stdout, several go to --out DIR; prints the RTF."""
+    """Transcribe audio: one file prints to stdout, several go to --out DIR; prints the RTF.
+
+    Exit codes: 0 every input decoded; 1 an error, or no input could be decoded (nothing is
+    written); 3 some inputs could not be decoded (the others are written, the failures are
+    listed in DIR/summary.json).
+    """
     from asrkit.decoding.run import run_transcribe, timing_table
 
     overrides = {
@@ -90,6 +95,14 @@ def transcribe(
     if result.files:
         console.print(f"wrote {len(result.files)} files to {out or Path.cwd()}")
     console.print(timing_table(result.timing, len(result.transcripts)))
+    if result.failed:
+        where = f"; listed in {out / 'summary.json'}" if out is not None else ""
+        console.print(
+            f"[yellow]{len(result.failed)} of {len(result.transcripts)} inputs could not be"
+            f" decoded (warnings above){where}; exit code {result.exit_code}[/]",
+            highlight=False,
+        )
+        raise typer.Exit(result.exit_code)
 
 
 def register(app: typer.Typer) -> None:

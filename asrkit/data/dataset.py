@@ -22,7 +22,7 @@ from asrkit.data.manifest import Utterance, read_manifest
 from asrkit.data.speaker_cmn import shift_features
 from asrkit.data.specaug import SpecAugment, draw_speed, speed_perturb
 from asrkit.features import Fbank, load_audio
-from asrkit.io import UserError
+from asrkit.io import MissingPathError, UserError
 from asrkit.tokenizer import Tokenizer
 
 
@@ -111,7 +111,7 @@ class SpeechDataset(torch.utils.data.Dataset):
         if self.store is None:
             missing = next((u for u in utts if not Path(u.audio).is_file()), None)
             if missing is not None:
-                raise UserError(f"{missing.audio}: audio file of '{missing.id}' not found")
+                raise MissingPathError(f"{missing.audio}: audio file of '{missing.id}' not found")
         self.mean = cmvn_mean if cmvn_mean is not None else torch.zeros(features.n_mels)
         self.augment = SpecAugment(specaug, self.mean) if specaug is not None else None
         self.speaker_shifts: dict[str, Tensor] | None = None

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Iterable
@@ -48,6 +49,32 @@ def cmvn_path(manifest: Path) -> Path:
     """`<name>.cmvn.json` beside `manifest`."""
     manifest = Path(manifest)
     return manifest.with_name(f"{manifest.name.removesuffix('.jsonl')}.cmvn.json")
+
+
+def cmvn_source(manifest: Path, features: FeaturesConfig) -> dict[str, Any]:
+    """What CMVN statistics of `manifest` are computed from, as `CMVNStats.made_from` (JSON
+    values, so it compares equal to a record read back from the file)."""
+    source = {"manifest_sha256": file_sha256(manifest), "features": to_dict(features)}
+    return json.loads(json.dumps(source))
+
+
+def save_cmvn(manifest: Path, features: FeaturesConfig, stats: CMVNStats) -> Path:
+    """Write `stats` to `<name>.cmvn.json` with the record of what they were computed from."""
+    target = cmvn_path(manifest)
+    dataclasses.replace(stats, made_from=cmvn_source(manifest, features)).save(target)
+    return target
+
+
+def cmvn_state(manifest: Path, features: FeaturesConfig) -> str:
+    """ "missing", "current", "stale" (another manifest version or feature settings) or
+    "unrecorded" (written by an older attnasr, so it cannot be checked) for `<name>.cmvn.json`."""
+    target = cmvn_path(manifest)
+    if not target.exists():
+        return "missing"
+    made_from = CMVNStats.load(target).made_from
+    if made_from is None:
+        return "unrecorded"
+    return "current" if made_from == cmvn_source(manifest, features) else "stale"
 
 
 def featurize(audio: str, features: FeaturesConfig) -> Tensor:
@@ -167,6 +194,8 @@ def compute_features(
                 index[utt.id] = [offset, feats.shape[0]]
                 offset += feats.shape[0]
         _write_npy(npy, raw, (offset, features.n_mels))
+    except UserError:
+        raise  # an audio file's problem (a MissingPathError is also an OSError)
     except OSError as exc:  # e.g. the disk filled up: no partial store is left behind
         raise UserError(f"{npy}: cannot write the feature store ({exc.strerror or exc})") from exc
     finally:

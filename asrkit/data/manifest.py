@@ -6,6 +6,7 @@ Required fields: `id`, `audio` (absolute path), `duration` (seconds), `sample_ra
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ def utterance_from_json(row: dict[str, Any], where: str) -> Utterance:
         raise UserError(f"{where}: missing field(s) {', '.join(missing)}")
     known = {"id", "audio", "duration", "sample_rate", "speaker", "text", "chapter", "gender"}
     try:
-        return Utterance(
+        utterance = Utterance(
             id=str(row["id"]),
             audio=str(row["audio"]),
             duration=float(row["duration"]),
@@ -50,8 +51,17 @@ def utterance_from_json(row: dict[str, Any], where: str) -> Utterance:
             gender=row.get("gender"),
             extra={k: v for k, v in row.items() if k not in known},
         )
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise UserError(f"{where}: bad field value ({exc})") from exc
+    if not (math.isfinite(utterance.duration) and utterance.duration >= 0):
+        raise UserError(
+            f"{where}: duration must be a number of seconds >= 0, got {row['duration']}"
+        )
+    if "\x00" in utterance.audio:
+        raise UserError(f"{where}: the audio path holds a NUL byte")
+    if utterance.sample_rate <= 0:
+        raise UserError(f"{where}: sample_rate must be positive, got {row['sample_rate']}")
+    return utterance
 
 
 def read_manifest(path: Path, allow_empty: bool = False) -> list[Utterance]:

@@ -88,13 +88,12 @@ def decode_utterances(
     models = ensemble_members(loaded)
     order = sorted(range(len(utts)), key=lambda i: -utts[i].duration)
     results: list[Transcript | None] = [None] * len(utts)
-    audio_seconds, rate = 0.0, _rate(models[0])
+    rate = _rate(models[0])
     shifts = _member_shifts(models, utts, progress, console)
     with _progress(progress, console, len(utts)) as advance:
         for first in range(0, len(order), opts.batch_size):
             group = order[first : first + opts.batch_size]
             pieces, waves = _read_group(models, utts, group, opts, results, shifts)
-            audio_seconds += sum(w.numel() for w in waves.values()) / rate
             decoded = _decode_pieces(models, pieces, opts)
             for item in waves:
                 mine = [(p, decoded[i]) for i, p in enumerate(pieces) if p.item == item]
@@ -103,10 +102,14 @@ def decode_utterances(
             for item in group:
                 warning = results[item].warning if results[item] is not None else None
                 if warning:
-                    (console or Console(stderr=True)).print(f"[yellow]warning:[/] {warning}")
+                    (console or Console(stderr=True)).print(
+                        f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True
+                    )
             advance(len(group))
-    timing = DecodeTiming(audio_seconds, time.perf_counter() - started)
-    return [t for t in results if t is not None], timing
+    done = [t for t in results if t is not None]
+    # Silent and too-short files were read too: their seconds count in the real-time factor.
+    timing = DecodeTiming(sum(t.duration for t in done), time.perf_counter() - started)
+    return done, timing
 
 
 def transcribe_files(
@@ -232,7 +235,7 @@ def _read_group(
         try:
             wave = load_audio(utt.audio, rate)
         except UserError as exc:
-            results[item] = _empty(utt, 0.0, str(exc))
+            results[item] = _empty(utt, 0.0, str(exc), failed=True)
             continue
         duration = wave.numel() / rate
         if duration < MIN_SECONDS:
@@ -266,8 +269,8 @@ def _shifted(
     return list(joined.split([f.shape[0] for f in feats]))
 
 
-def _empty(utt: Utterance, duration: float, warning: str) -> Transcript:
-    return Transcript(utt.id, utt.audio, "", [], duration, None, [], warning)
+def _empty(utt: Utterance, duration: float, warning: str, failed: bool = False) -> Transcript:
+    return Transcript(utt.id, utt.audio, "", [], duration, None, [], warning, failed)
 
 
 def _decode_pieces(

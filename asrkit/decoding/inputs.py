@@ -8,23 +8,32 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from asrkit.io import UserError
+from asrkit.io import MissingPathError, UserError, require_file
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".aif", ".aiff", ".au", ".sph")
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 
 
 def _read_list(path: Path) -> list[Path]:
-    if not path.is_file():
-        raise UserError(f"{path}: list file not found")
+    require_file(path, "list file")
     paths = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text ({exc.reason})") from exc
+    for number, line in enumerate(lines, 1):
         entry = line.strip()
         if not entry or entry.startswith("#"):
             continue
+        if "\x00" in entry:
+            raise UserError(f"{path}:{number}: the path holds a NUL byte")
         audio = Path(entry) if Path(entry).is_absolute() else path.parent / entry
-        if not audio.is_file():
-            raise UserError(f"{path}:{number}: audio file not found: {entry}")
+        try:
+            found = audio.is_file()
+        except OSError as exc:  # a name too long for the filesystem
+            raise UserError(f"{path}:{number}: not a valid path ({exc.strerror})") from exc
+        if not found:
+            raise MissingPathError(f"{path}:{number}: audio file not found: {entry}")
         paths.append(audio)
     return paths
 
@@ -52,7 +61,7 @@ def collect_audio(arguments: list[str]) -> list[Path]:
         elif path.is_file():
             paths.append(path)
         else:
-            raise UserError(f"{path}: audio file not found")
+            raise MissingPathError(f"{path}: audio file not found")
     if not paths:
         raise UserError("no audio files given")
     return paths

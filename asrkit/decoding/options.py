@@ -158,6 +158,8 @@ class Transcript:
             empty, silent or unreadable audio and for long audio cut into several segments.
         segments: the decoded pieces (one for short audio, none for empty audio).
         warning: why the transcript is empty, if it is.
+        failed: the audio could not be decoded at all (missing, unreadable, non-finite
+            samples): there is no transcript, as opposed to silence transcribed as "".
     """
 
     id: str
@@ -168,6 +170,7 @@ class Transcript:
     hypothesis: Hypothesis | None
     segments: list[Segment] = field(default_factory=list)
     warning: str | None = None
+    failed: bool = False
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from asrkit.decoding.writers import (
     write_transcripts,
 )
 from asrkit.features import Fbank, load_audio
-from asrkit.io import UserError
+from asrkit.io import EXIT_PARTIAL, UserError
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,16 @@ class TranscribeResult:
     timing: DecodeTiming
     files: list[Path]  # every file written (empty when the result went to stdout)
     stdout: str  # the text meant for standard output ("" when writing to a folder)
+
+    @property
+    def failed(self) -> list[Transcript]:
+        """The inputs that could not be decoded (each has its reason as `warning`)."""
+        return [t for t in self.transcripts if t.failed]
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every input was decoded, `EXIT_PARTIAL` (3) when some could not be."""
+        return EXIT_PARTIAL if self.failed else 0
 
 
 def run_transcribe(
@@ -64,6 +74,11 @@ def run_transcribe(
         device: torch device.
         force: overwrite earlier results in `out` (and existing plots).
         console: for progress and warnings (stderr by default).
+
+    Raises:
+        UserError: bad arguments, an output folder with earlier results, or no input that
+            could be decoded (nothing is written then). When only some could not be, the
+            others are written and `exit_code` is `EXIT_PARTIAL`.
     """
     from asrkit.decoding.api import load_members
 
@@ -78,6 +93,14 @@ def run_transcribe(
     loaded = members[0]
     opts = loaded.decode_options(**overrides)
     transcripts, timing = transcribe_files(members, paths, opts, console=console)
+    if all(t.failed for t in transcripts):
+        first = transcripts[0].warning
+        what = (
+            f"none of the {len(transcripts)} inputs could be decoded"
+            if len(transcripts) > 1
+            else "the input could not be decoded"
+        )
+        raise UserError(f"{what}, nothing written ({first})")
     files, stdout = [], ""
     if out is not None:
         files = write_transcripts(transcripts, out, formats, timing)

@@ -27,7 +27,14 @@ import torch
 from torch import Tensor
 
 from asrkit.decoding.options import DecodeTiming, Transcript, WordTiming
-from asrkit.io import UserError, atomic_write_json, atomic_write_text, ensure_writable_dir
+from asrkit.io import (
+    EXIT_PARTIAL,
+    EXIT_USER_ERROR,
+    UserError,
+    atomic_write_json,
+    atomic_write_text,
+    ensure_writable_dir,
+)
 from asrkit.plotting import plot_alignment
 from asrkit.tokenizer import EOS_ID, Tokenizer
 
@@ -35,7 +42,7 @@ FORMATS = ("txt", "json", "srt", "vtt", "ctm")
 CUE_SECONDS = 7.0
 CUE_CHARS = 42
 RESULT_SUFFIXES = (*(f".{f}" for f in FORMATS), ".png")
-SUMMARY_FILES = ("transcripts.jsonl", "timing.json")
+SUMMARY_FILES = ("transcripts.jsonl", "timing.json", "summary.json")
 
 
 def format_txt(t: Transcript) -> str:
@@ -59,7 +66,29 @@ def transcript_dict(t: Transcript) -> dict[str, Any]:
     }
     if t.warning:
         row["warning"] = t.warning
+    if t.failed:
+        row["failed"] = True
     return row
+
+
+def run_summary(transcripts: list[Transcript]) -> dict[str, Any]:
+    """What `summary.json` says of a run: inputs, how many were decoded, every input that could
+    not be (with the reason), every warning, and the exit code the command returns."""
+    failed = [t for t in transcripts if t.failed]
+    code = 0
+    if failed:
+        code = EXIT_PARTIAL if len(failed) < len(transcripts) else EXIT_USER_ERROR
+    return {
+        "inputs": len(transcripts),
+        "decoded": len(transcripts) - len(failed),
+        "failed": [{"id": t.id, "audio": t.audio, "reason": t.warning} for t in failed],
+        "warnings": [
+            {"id": t.id, "audio": t.audio, "warning": t.warning}
+            for t in transcripts
+            if t.warning and not t.failed
+        ],
+        "exit_code": code,
+    }
 
 
 def format_json(t: Transcript) -> str:
@@ -156,13 +185,16 @@ def prepare_out_dir(out_dir: Path, force: bool) -> Path:
 def write_transcripts(
     transcripts: list[Transcript], out_dir: Path, formats: list[str], timing: DecodeTiming
 ) -> list[Path]:
-    """Write `<id>.<ext>` per transcript and format, plus transcripts.jsonl and timing.json.
+    """Write `<id>.<ext>` per transcript and format, plus transcripts.jsonl, timing.json and
+    summary.json (`run_summary`). An input that could not be decoded gets no `<id>.<ext>`
+    files (an empty one would read as "silence"); it is listed in transcripts.jsonl with
+    `"failed": true` and in summary.json.
 
     The folder must have been checked with `prepare_out_dir`. Returns the files written.
     """
     written = []
     for t in transcripts:
-        for fmt in formats:
+        for fmt in formats if not t.failed else ():
             path = out_dir / f"{t.id}.{fmt}"
             atomic_write_text(path, FORMATTERS[fmt](t))
             written.append(path)
@@ -175,7 +207,9 @@ def write_transcripts(
         "rtf": round(timing.rtf, 4),
     }
     atomic_write_json(out_dir / "timing.json", timing_row)
-    return [*written, out_dir / "transcripts.jsonl", out_dir / "timing.json"]
+    atomic_write_json(out_dir / "summary.json", run_summary(transcripts))
+    summaries = [out_dir / name for name in SUMMARY_FILES]
+    return [*written, *summaries]
 
 
 def stitched_alignment(t: Transcript, frame_shift: float) -> tuple[Tensor, list[int]]:

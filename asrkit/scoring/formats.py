@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from asrkit.io import UserError, atomic_write_text
+from asrkit.io import UserError, atomic_write_text, require_file
 
 _TRN_LINE = re.compile(r"^(?P<text>.*?)\s*\((?P<id>[^()\s]+)\)\s*$")
 
@@ -90,9 +90,7 @@ def read_transcripts(path: Path) -> TranscriptSet:
         UserError: when the file is missing, unreadable, malformed (naming the line), holds
             an utterance id twice, or holds no utterance at all.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
+    path = require_file(Path(path))
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as exc:

@@ -122,6 +122,8 @@ def render_markdown(report: ScoreReport, worst: int = 10) -> str:
         out.append(f"- decoding: {options}")
     if meta.get("feature_normalisation"):
         out.append(f"- features: {meta['feature_normalisation']}")
+    for row in meta.get("undecoded") or []:
+        out.append(f"- **not decoded, scored as empty**: `{row['id']}` ({row['reason']})")
     out.append("\n## Summary\n")
     headers = [*SUM_HEADERS[1:], "WER 95% CI", "CER"]
     row = [*_sum_row("", c.row())[1:], f"{pct(ci.low)}-{pct(ci.high)}", pct(c.cer)]

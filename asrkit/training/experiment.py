@@ -102,12 +102,17 @@ def resolve_tokenizer(cfg: ExperimentConfig, train_manifest: Path, texts: list[s
 
 def resolve_cmvn(cfg: ExperimentConfig, train_manifest: Path) -> CMVNStats:
     """`data.cmvn`, else `<train>.cmvn.json`, else computed from the training manifest."""
-    from asrkit.data.feature_store import cmvn_path, compute_cmvn
+    from asrkit.data.feature_store import cmvn_path, cmvn_state, compute_cmvn
 
     if cfg.data.cmvn:
         return CMVNStats.load(data_path(cfg.data.cmvn, train_manifest))
     beside = cmvn_path(train_manifest)
     if beside.is_file():
+        if cmvn_state(Path(train_manifest), cfg.features) == "stale":
+            raise UserError(
+                f"{beside}: computed from another version of {Path(train_manifest).name} or other"
+                f" feature settings; run 'attnasr prepare features {train_manifest} --force'"
+            )
         return CMVNStats.load(beside)
     console.print(f"no CMVN statistics beside {train_manifest}: computing them")
     return compute_cmvn(Path(train_manifest), cfg.features)

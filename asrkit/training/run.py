@@ -83,6 +83,28 @@ class TrainResult:
     stop_reason: str
     train_minutes: float = 0.0
     threads: int = 1
+    best_dev_loss: float | None = None  # teacher-forced dev loss of the best-ranked epoch
+
+    def best_line(self) -> str:
+        """The summary's "best dev WER", saying how the epoch was chosen when WER could not.
+
+        >>> TrainResult(Path("e"), Path("e/final.pt"), 0.25, 0.1, 3, 90, 20.0, "done").best_line()
+        'best dev WER 25.00%'
+        >>> TrainResult(Path("e"), Path("e/final.pt"), 2.15, 0.9, 3, 90, 20.0, "done",
+        ...             best_dev_loss=1.2).best_line()  # doctest: +NORMALIZE_WHITESPACE
+        'best dev WER: none below 100% (dev WERs of 100% and more rank alike, so the epoch
+        with the lowest dev loss, 1.200, was kept; its WER is 215.00%)'
+        """
+        if self.best_dev_wer is None:
+            return "best dev WER n/a (no epoch finished)"
+        wer = f"{100 * self.best_dev_wer:.2f}%"
+        if self.best_dev_wer < 1.0:
+            return f"best dev WER {wer}"
+        loss = "n/a" if self.best_dev_loss is None else f"{self.best_dev_loss:.3f}"
+        return (
+            "best dev WER: none below 100% (dev WERs of 100% and more rank alike, so the epoch"
+            f" with the lowest dev loss, {loss}, was kept; its WER is {wer})"
+        )
 
 
 def train(
@@ -259,6 +281,7 @@ def _finish(
         stop_reason=reason,
         train_minutes=progress.train_seconds / 60.0,
         threads=torch.get_num_threads() * ctx.info.world_size,
+        best_dev_loss=state.best_loss,
     )
     if ctx.info.is_main:
         summary = {k: str(v) if isinstance(v, Path) else v for k, v in result.__dict__.items()}
