@@ -235,6 +235,40 @@ def _report(
     )
 
 
+@dataclass(frozen=True)
+class BuildOptions:
+    """How `build_part` reads the audio."""
+
+    jobs: int = 1  # threads reading audio headers
+    verify: bool = False  # decode every file completely (finds truncated files; slower)
+    show_progress: bool = True
+
+
+def prepare_part(
+    name: str,
+    candidates: list[Candidate],
+    problems: list[Problem],
+    out_dir: Path,
+    record: dict[str, Any],
+    force: bool,
+    build: BuildOptions,
+) -> PartReport:
+    """The part prepared earlier from the same inputs (`reuse_part`), else `build_part`."""
+    previous = reuse_part(name, out_dir, record, force)
+    if previous is not None:
+        return previous
+    return build_part(
+        name,
+        candidates,
+        out_dir,
+        problems,
+        jobs=build.jobs,
+        verify=build.verify,
+        show_progress=build.show_progress,
+        record=record,
+    )
+
+
 def reuse_part(name: str, out_dir: Path, record: dict[str, Any], force: bool) -> PartReport | None:
     """The part prepared earlier from the inputs `record` describes, or None to prepare it.
 

@@ -149,7 +149,7 @@ def safe_extract(archive: Path, dest: Path) -> None:
                     or not (member.isfile() or member.isdir())
                 ):
                     raise UserError(
-                        f"{archive}: unsafe member '{member.name}' (absolute path, '..', link or"
+                        f"{archive}: unsafe member {member.name!r} (absolute path, '..', link or"
                         " device); nothing was extracted"
                     )
             # The "data" filter re-checks the same things and strips permissions bits.

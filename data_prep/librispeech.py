@@ -26,12 +26,12 @@ from data_prep.common import (
     EMPTY_TRANSCRIPT,
     MISSING_AUDIO,
     NO_TRANSCRIPT,
+    BuildOptions,
     Candidate,
     PartReport,
     Problem,
-    build_part,
     find_audio,
-    reuse_part,
+    prepare_part,
 )
 from data_prep.provenance import input_record
 
@@ -173,20 +173,8 @@ def prepare_librispeech(
     for part in wanted:
         candidates, problems = list_part(root / part, genders)
         record = _record(root, part, verify)
-        previous = reuse_part(part, out_dir, record, force)
-        if previous is not None:
-            reports[part] = previous
-            continue
-        reports[part] = build_part(
-            part,
-            candidates,
-            out_dir,
-            problems,
-            jobs=jobs,
-            verify=verify,
-            show_progress=show_progress,
-            record=record,
-        )
+        build = BuildOptions(jobs=jobs, verify=verify, show_progress=show_progress)
+        reports[part] = prepare_part(part, candidates, problems, out_dir, record, force, build)
     return reports
 
 

@@ -23,12 +23,12 @@ from data_prep.common import (
     EMPTY_TRANSCRIPT,
     MISSING_AUDIO,
     NO_TRANSCRIPT,
+    BuildOptions,
     Candidate,
     PartReport,
     Problem,
     absolute,
-    build_part,
-    reuse_part,
+    prepare_part,
 )
 from data_prep.provenance import input_record
 
@@ -71,9 +71,15 @@ def prepare_folder(
         raise UserError(f"{folder}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found")
     texts = [p for p in files if p.suffix.lower() == ".txt"]
     record = input_record("folder", {"verify": verify}, texts, audio)
-    previous = reuse_part(name, out_dir, record, force)
-    if previous is not None:
-        return previous
+    candidates, problems = _folder_candidates(folder, audio, texts)
+    build = BuildOptions(jobs=jobs, verify=verify, show_progress=show_progress)
+    return prepare_part(name, candidates, problems, out_dir, record, force, build)
+
+
+def _folder_candidates(
+    folder: Path, audio: list[Path], texts: list[Path]
+) -> tuple[list[Candidate], list[Problem]]:
+    """Each audio file paired with its sibling .txt, and the files left unpaired."""
     candidates, problems = [], []
     audio_stems = {p.with_suffix("") for p in audio}
     for path in audio:
@@ -91,16 +97,7 @@ def prepare_folder(
     for path in texts:
         if path.with_suffix("") not in audio_stems:
             problems.append(Problem(MISSING_AUDIO, _utt_id(path, folder), str(path), "no audio"))
-    return build_part(
-        name,
-        candidates,
-        out_dir,
-        problems,
-        jobs=jobs,
-        verify=verify,
-        show_progress=show_progress,
-        record=record,
-    )
+    return candidates, problems
 
 
 def _read_rows(table: Path) -> tuple[list[str], list[list[str]]]:
@@ -164,19 +161,8 @@ def prepare_table(
         Path(p.path) for p in problems if p.kind == MISSING_AUDIO
     ]
     record = input_record("table", {"verify": verify}, [table], named)
-    previous = reuse_part(name, out_dir, record, force)
-    if previous is not None:
-        return previous
-    return build_part(
-        name,
-        candidates,
-        out_dir,
-        problems,
-        jobs=jobs,
-        verify=verify,
-        show_progress=show_progress,
-        record=record,
-    )
+    build = BuildOptions(jobs=jobs, verify=verify, show_progress=show_progress)
+    return prepare_part(name, candidates, problems, out_dir, record, force, build)
 
 
 def _table_candidates(

@@ -48,7 +48,7 @@ def train_tokenizer(
     manifest = Path(manifest)
     out = Path(out) if out else manifest.with_name("tokenizer.json")
     if kind not in TOKENIZER_KINDS:
-        raise UserError(f"unknown tokenizer kind '{kind}' (valid: {', '.join(TOKENIZER_KINDS)})")
+        raise UserError(f"unknown tokenizer kind {kind!r} (valid: {', '.join(TOKENIZER_KINDS)})")
     if kind != "char" and (vocab_size is None or vocab_size <= len(SPECIALS)):
         raise UserError(f"--kind {kind} needs --vocab-size larger than {len(SPECIALS)}")
     wanted = {
@@ -85,6 +85,11 @@ def _check_current(out: Path, wanted: dict[str, object]) -> None:
         record = json.loads(out.read_text(encoding="utf-8")).get("trained_on") or {}
     except (OSError, ValueError, AttributeError):
         record = {}
+    if "manifest_sha256" not in record:
+        raise UserError(
+            f"{out}: already exists, made by an older attnasr that did not record its training"
+            " text; use --force to replace it"
+        )
     differ = [key for key, value in wanted.items() if record.get(key) != value]
     if differ:
         what = ", ".join("manifest content" if k == "manifest_sha256" else k for k in differ)

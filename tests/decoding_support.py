@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from asrkit.checkpoint import LoadedModel
+from asrkit.checkpoint import LoadedModel, save_checkpoint
 from asrkit.decoding import DecodeOptions, beam_search, greedy_search
 from asrkit.model.las import LAS, Batch
 from asrkit.testing import tiny_config, tiny_transformer_config
@@ -29,6 +29,13 @@ def tiny_loaded(
         torch.manual_seed(seed)
         model = LAS(cfg, tokenizer.vocab_size)
     return LoadedModel(model.eval(), cfg, tokenizer, Path("tiny.pt"))
+
+
+def tiny_experiment(exp: Path) -> Path:
+    """`exp/final.pt` of `tiny_loaded()`: an experiment folder the CLI can load."""
+    loaded = tiny_loaded()
+    save_checkpoint(exp / "final.pt", loaded.model, loaded.config, loaded.tokenizer)
+    return exp
 
 
 def write_tone(path: Path, seconds: float, rate: int = 16000, channels: int = 1) -> Path:

@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from decoding_support import tiny_loaded, write_tone
+from decoding_support import tiny_experiment, tiny_loaded, write_tone
 from prepare_util import fake_librispeech, write_audio
 from typer.testing import CliRunner
 
-from asrkit.checkpoint import save_checkpoint
 from asrkit.cli.main import app
 from asrkit.config import FeaturesConfig
 from asrkit.data.manifest import Utterance, read_manifest
@@ -42,10 +41,7 @@ def write_nonfinite(path: Path, seconds: float = 1.0) -> Path:
 
 @pytest.fixture(scope="module")
 def exp_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    exp = tmp_path_factory.mktemp("exp")
-    loaded = tiny_loaded()
-    save_checkpoint(exp / "final.pt", loaded.model, loaded.config, loaded.tokenizer)
-    return exp
+    return tiny_experiment(tmp_path_factory.mktemp("exp"))
 
 
 # --- non-finite samples --------------------------------------------------------------------
@@ -290,3 +286,16 @@ def test_missing_paths_are_file_not_found_errors(tmp_path: Path) -> None:
             call()
         assert isinstance(caught.value, MissingPathError)
         assert str(caught.value).startswith(str(tmp_path / "none"))
+
+
+def test_training_summary_says_how_the_kept_epoch_was_chosen() -> None:
+    from asrkit.training.run import TrainResult
+
+    def result(wer: float, loss: float) -> TrainResult:
+        return TrainResult(Path("e"), Path("e/final.pt"), wer, 0.5, 3, 90, 20.0, "done",
+                           best_dev_loss=loss)  # fmt: skip
+
+    assert result(0.4567, 1.0).best_line() == "best dev WER 45.67%"
+    line = result(2.15, 1.234).best_line()  # every epoch >= 100%: ranked by dev loss
+    assert line.startswith("best dev WER: none below 100%")
+    assert "lowest dev loss, 1.234, was kept; its WER is 215.00%" in line

@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from decoding_support import tiny_loaded, write_tone
+from decoding_support import tiny_experiment, write_tone
 from typer.testing import CliRunner
 
-from asrkit.checkpoint import save_checkpoint
 from asrkit.cli.main import app
 
 runner = CliRunner()
@@ -19,10 +18,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def exp_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    exp = tmp_path_factory.mktemp("exp")
-    loaded = tiny_loaded()
-    save_checkpoint(exp / "final.pt", loaded.model, loaded.config, loaded.tokenizer)
-    return exp
+    return tiny_experiment(tmp_path_factory.mktemp("exp"))
 
 
 @pytest.fixture(scope="module")

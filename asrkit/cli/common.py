@@ -72,5 +72,5 @@ def resolve_device(name: str) -> str:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for but no CUDA device is available")
     if name != "cpu" and not name.startswith("cuda"):
-        raise UserError(f"unknown device '{name}' (valid: auto, cpu, cuda)")
+        raise UserError(f"unknown device {name!r} (valid: auto, cpu, cuda)")
     return name

@@ -53,7 +53,7 @@ def read_split(manifest: Path, max_seconds: float = 0.0) -> Split:
     utts = read_manifest(manifest)
     for number, utt in enumerate(utts, 1):
         if not utt.audio.strip():
-            raise UserError(f"{manifest}:{number}: utterance '{utt.id}' has no audio path")
+            raise UserError(f"{manifest}:{number}: utterance {utt.id!r} has no audio path")
     kept = [u for u in utts if max_seconds <= 0 or u.duration <= max_seconds]
     if not kept:
         raise UserError(f"{manifest}: every utterance is longer than {max_seconds:g} s")
@@ -111,7 +111,7 @@ class SpeechDataset(torch.utils.data.Dataset):
         if self.store is None:
             missing = next((u for u in utts if not Path(u.audio).is_file()), None)
             if missing is not None:
-                raise MissingPathError(f"{missing.audio}: audio file of '{missing.id}' not found")
+                raise MissingPathError(f"{missing.audio}: audio file of {missing.id!r} not found")
         self.mean = cmvn_mean if cmvn_mean is not None else torch.zeros(features.n_mels)
         self.augment = SpecAugment(specaug, self.mean) if specaug is not None else None
         self.speaker_shifts: dict[str, Tensor] | None = None

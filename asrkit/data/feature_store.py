@@ -133,7 +133,7 @@ class FeatureStore:
         try:
             offset, frames = self.index[utt_id]
         except KeyError as exc:
-            raise UserError(f"{self.npy}: no features for utterance '{utt_id}'") from exc
+            raise UserError(f"{self.npy}: no features for utterance {utt_id!r}") from exc
         return torch.from_numpy(self.array[offset : offset + frames].astype(np.float32))
 
     def __contains__(self, utt_id: object) -> bool:

@@ -75,7 +75,7 @@ def read_manifest(path: Path, allow_empty: bool = False) -> list[Utterance]:
     ids = [u.id for u in utterances]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
-        raise UserError(f"{path}: utterance id '{dup}' appears more than once")
+        raise UserError(f"{path}: utterance id {dup!r} appears more than once")
     return utterances
 
 

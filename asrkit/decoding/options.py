@@ -86,7 +86,7 @@ class DecodeOptions:
                 f"{self.att_window_back} back"
             )
         if self.timestamps not in ("auto", "attention", "ctc"):
-            raise UserError(f"unknown timestamps '{self.timestamps}' (auto, attention, ctc)")
+            raise UserError(f"unknown timestamps {self.timestamps!r} (auto, attention, ctc)")
 
     @classmethod
     def from_config(cls, cfg: DecodeConfig, **overrides: object) -> DecodeOptions:

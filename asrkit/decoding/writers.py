@@ -159,7 +159,7 @@ def resolve_formats(name: str) -> list[str]:
     if name == "all":
         return list(FORMATS)
     if name not in FORMATS:
-        raise UserError(f"unknown format '{name}' (valid: {', '.join(FORMATS)}, all)")
+        raise UserError(f"unknown format {name!r} (valid: {', '.join(FORMATS)}, all)")
     return [name]
 
 

@@ -96,7 +96,7 @@ def build_listener(cfg: ExperimentConfig) -> PyramidalListener | SelfAttentionEn
         )
     if lc.kind not in ("transformer", "conformer"):
         raise ConfigError(
-            f"listener.kind: unknown listener '{lc.kind}' (valid: pblstm, transformer, conformer)"
+            f"listener.kind: unknown listener {lc.kind!r} (valid: pblstm, transformer, conformer)"
         )
     if lc.heads < 1 or lc.hidden % lc.heads:
         raise ConfigError(

@@ -45,8 +45,8 @@ def _check_same_set(
 ) -> None:
     if other.get("normalizer") != report.normalizer:
         raise UserError(
-            f"{where}: scored with normalizer '{other.get('normalizer')}', "
-            f"this run with '{report.normalizer}'; WERs are not comparable"
+            f"{where}: scored with normalizer {other.get('normalizer')!r}, "
+            f"this run with {report.normalizer!r}; WERs are not comparable"
         )
     ids = {u.id for u in report.utterances}
     missing, extra = sorted(ids - set(rows)), sorted(set(rows) - ids)

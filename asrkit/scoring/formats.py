@@ -35,7 +35,7 @@ class TranscriptSet:
 
     def add(self, utt_id: str, text: str, where: str) -> None:
         if utt_id in self.texts:
-            raise UserError(f"{where}: utterance id '{utt_id}' appears more than once")
+            raise UserError(f"{where}: utterance id {utt_id!r} appears more than once")
         self.texts[utt_id] = text
 
 

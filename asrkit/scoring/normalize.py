@@ -79,5 +79,5 @@ def normalize(text: str, kind: str = "librispeech") -> str:
         func = NORMALIZERS[kind]
     except KeyError:
         valid = ", ".join(NORMALIZERS)
-        raise UserError(f"unknown normalizer '{kind}' (valid: {valid})") from None
+        raise UserError(f"unknown normalizer {kind!r} (valid: {valid})") from None
     return func(text)

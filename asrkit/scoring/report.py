@@ -360,7 +360,7 @@ def score(
             )
         )
     if not any(u.ref_words for u in utts):
-        raise UserError(f"the reference has no words after '{normalizer}' normalisation")
+        raise UserError(f"the reference has no words after {normalizer!r} normalisation")
     groups = [u.speaker or "" for u in utts] if speakers else None
     ci = bootstrap_wer(
         [u.errors for u in utts], [u.ref_words for u in utts], groups, bootstrap, seed

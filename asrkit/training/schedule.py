@@ -37,7 +37,7 @@ def lr_at(step: int, cfg: OptimConfig, total_steps: int = 0) -> float:
         span = max(1, total_steps - warmup)
         progress = min(1.0, (step - warmup) / span)
         return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
-    raise UserError(f"unknown optim.decay '{cfg.decay}' (valid: noam, cosine, constant)")
+    raise UserError(f"unknown optim.decay {cfg.decay!r} (valid: noam, cosine, constant)")
 
 
 def build_optimizer(
@@ -51,7 +51,7 @@ def build_optimizer(
     elif cfg.optimizer == "adamw":
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
-        raise UserError(f"unknown optim.optimizer '{cfg.optimizer}' (valid: adam, adamw)")
+        raise UserError(f"unknown optim.optimizer {cfg.optimizer!r} (valid: adam, adamw)")
     lr_at(cfg.warmup_steps, cfg, total_steps)  # validates cfg.decay before training starts
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_at(step, cfg, total_steps) / cfg.lr

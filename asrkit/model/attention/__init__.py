@@ -52,7 +52,7 @@ def resolve_kind(kind: str) -> str:
     name = FAMILIES.get(kind, kind)
     if name not in REGISTRY:
         valid = ", ".join([*FAMILIES, *REGISTRY])
-        raise UserError(f"unknown attention kind '{kind}' (valid: {valid})")
+        raise UserError(f"unknown attention kind {kind!r} (valid: {valid})")
     return name
 
 
@@ -71,7 +71,7 @@ def resolve_cross_kind(kind: str) -> str:
     if name not in CROSS_KINDS:
         valid = ", ".join([*CROSS_FAMILIES, *CROSS_KINDS])
         raise UserError(
-            f"attention.kind '{kind}' is not supported by the transformer decoder (valid: {valid})"
+            f"attention.kind {kind!r} is not supported by the transformer decoder (valid: {valid})"
         )
     return name
 
