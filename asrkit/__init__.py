@@ -49,6 +49,8 @@ def transcribe(
     batch_size: int | None = None,
     progress: bool = False,
     att_window: int | None = None,
+    lm: str | Path | None = None,
+    lm_weight: float | None = None,
 ) -> list[Transcript]:
     """Transcribe audio files (any libsndfile format, rate and channel count; long files are
     cut at quiet points and stitched).
@@ -63,6 +65,8 @@ def transcribe(
         progress: show a progress bar on stderr.
         att_window: global attention reads at most this many encoder frames past its previous
             peak (0 = all frames); None keeps the config.
+        lm: a language model (LM_DIR from `attnasr train-lm`) fused in the search, with
+            `lm_weight` (> 0); None keeps the config's.
 
     Returns:
         One `Transcript` (id, text, word timings, hypothesis with its attention) per file.
@@ -75,7 +79,12 @@ def transcribe(
         [m if not isinstance(m, str | Path) else load_model(m) for m in given]
     )
     opts = members[0].decode_options(
-        beam=beam, ctc_weight=ctc_weight, batch_size=batch_size, att_window=att_window
+        beam=beam,
+        ctc_weight=ctc_weight,
+        batch_size=batch_size,
+        att_window=att_window,
+        lm=None if lm is None else str(lm),
+        lm_weight=lm_weight,
     )
     transcripts, _ = transcribe_files(members, [Path(a) for a in audio], opts, progress=progress)
     return transcripts
@@ -87,6 +96,8 @@ def evaluate(
     out_dir: str | Path,
     beam: int | None = None,
     force: bool = False,
+    lm: str | Path | None = None,
+    lm_weight: float | None = None,
 ) -> ScoreReport:
     """Decode a manifest with a trained model and write the WER report to `out_dir`.
 
@@ -96,6 +107,7 @@ def evaluate(
         out_dir: receives report.json, report.md, ref.trn, hyp.trn, utterances.jsonl, plots/.
         beam: beam size; None keeps the experiment's decode config.
         force: overwrite earlier results in `out_dir`.
+        lm: a language model fused in the search, with `lm_weight`; None keeps the config's.
 
     Returns:
         The report; `report.summary()` is the content of report.json.
@@ -108,7 +120,11 @@ def evaluate(
         Path(manifest),
         Path(out_dir),
         ScoringOptions(force=force),
-        ModelOptions(beam=beam, progress=False),
+        ModelOptions(
+            beam=beam,
+            progress=False,
+            fusion={"lm": None if lm is None else str(lm), "lm_weight": lm_weight},
+        ),
     )
 
 

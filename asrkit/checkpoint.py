@@ -103,11 +103,14 @@ def save_checkpoint(
         torch.save(data, handle)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint file on CPU and check its format.
+def load_checkpoint(
+    path: Path, fmt: str = FORMAT, required: tuple[str, ...] = REQUIRED_KEYS
+) -> dict[str, Any]:
+    """Read a checkpoint file on CPU and check its format (`fmt`: an acoustic model's, or
+    the language model's `asrkit.lm.checkpoint.LM_FORMAT`) and keys.
 
     Raises:
-        UserError: the file is missing, unreadable or not an attnasr checkpoint.
+        UserError: the file is missing, unreadable or not a checkpoint of that format.
     """
     path = require_file(Path(path), "checkpoint")
     try:
@@ -134,9 +137,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         # go on one line, cut short (zip and pickle errors can be long).
         reason = " ".join(str(exc).split())[:160] or type(exc).__name__
         raise UserError(f"{path}: not a readable checkpoint ({reason})") from exc
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise UserError(f"{path}: not an attnasr checkpoint (expected format '{FORMAT}')")
-    missing = [key for key in REQUIRED_KEYS if key not in data]
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        found = data.get("format") if isinstance(data, dict) else None
+        what = f"format {found!r}" if isinstance(found, str) else "no attnasr format"
+        raise UserError(f"{path}: not an attnasr checkpoint of format {fmt!r} (it has {what})")
+    missing = [key for key in required if key not in data]
     if missing:
         raise UserError(f"{path}: checkpoint lacks {', '.join(missing)}")
     return data

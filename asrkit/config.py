@@ -321,6 +321,12 @@ class DecodeConfig:
     # and repeating); 0 = all frames
     att_window: int = 0
     att_window_back: int = 4
+    # Shallow fusion with a language model (`attnasr train-lm`): its path (an LM_DIR or .pt,
+    # relative paths from the current folder; empty = none), the weight of its log-probs, and
+    # a bonus per output unit that keeps fusion from favouring short hypotheses.
+    lm: str = ""
+    lm_weight: float = 0.0
+    length_bonus: float = 0.0
 
 
 @dataclass(frozen=True)

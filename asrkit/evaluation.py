@@ -13,12 +13,13 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
+from asrkit.decoding.writers import write_nbest
 from asrkit.io import UserError, ensure_writable_dir, file_sha256
 from asrkit.scoring.compare import compare_with, print_comparison, write_comparison
 from asrkit.scoring.formats import read_transcripts
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from asrkit.data.manifest import Utterance
     from asrkit.decoding import DecodeOptions, DecodeTiming, Transcript
 
-OUTPUTS = ("report.json", "report.md", "ref.trn", "hyp.trn", "utterances.jsonl")
+OUTPUTS = ("report.json", "report.md", "ref.trn", "hyp.trn", "utterances.jsonl", "nbest.jsonl")
 OUTPUTS += ("alignments.pra", "compare.json")
 
 
@@ -129,6 +130,7 @@ class ModelOptions:
     ctc_window: int | None = None
     att_window: int | None = None
     length_penalty: float | None = None
+    fusion: dict[str, object] = field(default_factory=dict)  # lm, lm_weight, length_bonus
 
 
 def evaluate_model(
@@ -171,6 +173,7 @@ def evaluate_model(
         ctc_window=decode.ctc_window,
         att_window=decode.att_window,
         length_penalty=decode.length_penalty,
+        **decode.fusion,
     )
     transcripts, timing = decode_utterances(
         members, utts, search, progress=decode.progress, console=console
@@ -264,6 +267,8 @@ def score_decoded(
         ]
     worst = report.worst(opts.worst)
     report.meta["plots"] = _plot_worst(decoded.loaded, utts, transcripts, worst, out_dir / "plots")
+    if decoded.search.nbest > 1:  # for `attnasr rescore`, which re-ranks without decoding
+        write_nbest(out_dir / "nbest.jsonl", transcripts, decoded.search, decoded.loaded)
     _finish(report, out_dir, opts, console)
     if report.meta["undecoded"]:
         console.print(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -43,6 +44,32 @@ AttWindowOption = Annotated[
         help="Global attention reads at most N encoder frames past its last peak (0 = all).",
     ),
 ]
+LmOption = Annotated[
+    Path | None,
+    typer.Option("--lm", help="Language model (LM_DIR from train-lm) fused in the search."),
+]
+LmWeightOption = Annotated[
+    float | None, typer.Option("--lm-weight", help="Weight of the LM's log-probs (fusion).")
+]
+LengthBonusOption = Annotated[
+    float | None,
+    typer.Option("--length-bonus", help="Score added per output unit (counters short output)."),
+]
+
+
+NbestOption = Annotated[
+    int | None,
+    typer.Option("--nbest", help="Also write nbest.jsonl: the N best hypotheses with scores."),
+]
+
+
+def fusion_overrides(
+    lm: Path | None, lm_weight: float | None, bonus: float | None, nbest: int | None = None
+) -> dict[str, object]:
+    """The `DecodeOptions` overrides of --lm, --lm-weight, --length-bonus and --nbest (None
+    keeps the experiment's decode config)."""
+    path = str(lm) if lm is not None else None
+    return {"lm": path, "lm_weight": lm_weight, "length_bonus": bonus, "nbest": nbest}
 
 
 def user_errors(func: F) -> F:

@@ -14,8 +14,13 @@ from asrkit.cli.common import (
     CtcWeightOption,
     CtcWindowOption,
     DeviceOption,
+    LengthBonusOption,
     LengthPenaltyOption,
+    LmOption,
+    LmWeightOption,
+    NbestOption,
     console,
+    fusion_overrides,
     resolve_device,
     user_errors,
 )
@@ -60,6 +65,10 @@ def evaluate_command(
     ctc_window: CtcWindowOption = None,
     att_window: AttWindowOption = None,
     length_penalty: LengthPenaltyOption = None,
+    lm: LmOption = None,
+    lm_weight: LmWeightOption = None,
+    length_bonus: LengthBonusOption = None,
+    nbest: NbestOption = None,
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", help="Utterances decoded together.")
     ] = None,
@@ -93,6 +102,7 @@ def evaluate_command(
             ctc_window=ctc_window,
             att_window=att_window,
             length_penalty=length_penalty,
+            fusion=fusion_overrides(lm, lm_weight, length_bonus, nbest),
         )
         report = evaluate_model(model, manifest, out, opts, decode, console=console)
         if report.meta["undecoded"]:

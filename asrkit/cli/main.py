@@ -32,10 +32,11 @@ def main(
 
 def _register() -> None:
     # Imported here so that `attnasr --help` stays fast and each module owns its command.
-    from asrkit.cli import demo, evaluate, prepare, train, transcribe
+    from asrkit.cli import demo, evaluate, lm, prepare, train, transcribe
 
     prepare.register(app)
     train.register(app)
+    lm.register(app)
     evaluate.register(app)
     transcribe.register(app)
     demo.register(app)

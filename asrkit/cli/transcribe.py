@@ -15,8 +15,13 @@ from asrkit.cli.common import (
     CtcWeightOption,
     CtcWindowOption,
     DeviceOption,
+    LengthBonusOption,
     LengthPenaltyOption,
+    LmOption,
+    LmWeightOption,
+    NbestOption,
     console,
+    fusion_overrides,
     resolve_device,
     user_errors,
 )
@@ -52,6 +57,10 @@ def transcribe(
     ctc_window: CtcWindowOption = None,
     att_window: AttWindowOption = None,
     length_penalty: LengthPenaltyOption = None,
+    lm: LmOption = None,
+    lm_weight: LmWeightOption = None,
+    length_bonus: LengthBonusOption = None,
+    nbest: NbestOption = None,
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = (
         OutputFormat.txt
     ),
@@ -87,6 +96,7 @@ def transcribe(
         "length_penalty": length_penalty,
         "batch_size": batch_size,
         "timestamps": timestamps.value,
+        **fusion_overrides(lm, lm_weight, length_bonus, nbest),
     }
     result = run_transcribe(
         audio, model, overrides, fmt.value, out, plot, resolve_device(device), force, console

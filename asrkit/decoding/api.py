@@ -44,6 +44,7 @@ from asrkit.io import UserError
 
 if TYPE_CHECKING:
     from asrkit.checkpoint import LoadedModel
+    from asrkit.lm.model import LanguageModel
 
 SILENCE_PEAK = 1e-4  # peak amplitude below about -80 dBFS counts as silence
 MIN_SECONDS = 0.1  # shorter audio has too few encoder frames to decode
@@ -86,6 +87,7 @@ def decode_utterances(
     """
     started = time.perf_counter()
     models = ensemble_members(loaded)
+    lm = fusion_lm(models[0], opts)
     order = sorted(range(len(utts)), key=lambda i: -utts[i].duration)
     results: list[Transcript | None] = [None] * len(utts)
     rate = _rate(models[0])
@@ -94,7 +96,7 @@ def decode_utterances(
         for first in range(0, len(order), opts.batch_size):
             group = order[first : first + opts.batch_size]
             pieces, waves = _read_group(models, utts, group, opts, results, shifts)
-            decoded = _decode_pieces(models, pieces, opts)
+            decoded = _decode_pieces(models, pieces, opts, lm)
             for item in waves:
                 mine = [(p, decoded[i]) for i, p in enumerate(pieces) if p.item == item]
                 duration = waves[item].numel() / rate
@@ -273,8 +275,32 @@ def _empty(utt: Utterance, duration: float, warning: str, failed: bool = False) 
     return Transcript(utt.id, utt.audio, "", [], duration, None, [], warning, failed)
 
 
+def fusion_lm(loaded: LoadedModel, opts: DecodeOptions) -> LanguageModel | None:
+    """The language model `opts.lm` names, on the model's device, when it is to be fused
+    (`opts.lm_weight` > 0); None otherwise.
+
+    Raises:
+        UserError: a weight without an LM, or an LM over other units than the model's.
+    """
+    if opts.lm and opts.lm_weight <= 0:
+        raise UserError(f"{opts.lm}: a language model needs a weight > 0 (--lm-weight, e.g. 0.4)")
+    if opts.lm_weight <= 0:
+        return None
+    if not opts.lm:
+        raise UserError(f"an LM weight ({opts.lm_weight}) was given but no LM (--lm LM_DIR)")
+    from asrkit.lm.checkpoint import check_units, load_lm
+
+    device = str(next(loaded.model.parameters()).device)
+    fused = load_lm(Path(opts.lm), device)
+    check_units(fused, loaded.tokenizer, opts.lm, loaded.path)
+    return fused.model
+
+
 def _decode_pieces(
-    models: list[LoadedModel], pieces: list[_Piece], opts: DecodeOptions
+    models: list[LoadedModel],
+    pieces: list[_Piece],
+    opts: DecodeOptions,
+    lm: LanguageModel | None = None,
 ) -> list[tuple[Hypothesis, list[WordTiming]]]:
     """Search every piece in length-sorted batches; word times relative to the piece (from
     the first model's CTC head or attention)."""
@@ -293,7 +319,7 @@ def _decode_pieces(
             with eval_mode(member.model):
                 encoded.append(member.model.encode(x, lengths))
             feats.append(x)
-        hyps = _search(models, feats, lengths, opts, encoded)
+        hyps = _search(models, feats, lengths, opts, encoded, lm)
         ctc = _ctc_posteriors(loaded, *encoded[0]) if use_ctc else None
         for j, (i, hyp) in enumerate(zip(chosen, hyps, strict=True)):
             words = None
@@ -311,16 +337,19 @@ def _search(
     lengths: Tensor,
     opts: DecodeOptions,
     encoded: list[tuple[Tensor, Tensor]],
+    lm: LanguageModel | None = None,
 ) -> list[Hypothesis]:
-    """Greedy search for one model at beam 1 without CTC, else (ensemble) beam search."""
+    """Greedy search for one model at beam 1 without CTC or LM, else (ensemble) beam search
+    (at beam 1 with an LM: greedy search over the fused scores)."""
     tokenizer = models[0].tokenizer
     if len(models) > 1:
         las = [m.model for m in models]
-        return ensemble_beam_search(las, feats, lengths, opts, tokenizer, encoded)
+        return ensemble_beam_search(las, feats, lengths, opts, tokenizer, encoded, lm)
     model = models[0].model
     joint = model.ctc is not None and opts.ctc_weight > 0
-    search = beam_search if opts.beam > 1 or joint else greedy_search
-    return search(model, feats[0], lengths, opts, tokenizer, encoded[0])
+    if opts.beam > 1 or joint or lm is not None:
+        return beam_search(model, feats[0], lengths, opts, tokenizer, encoded[0], lm)
+    return greedy_search(model, feats[0], lengths, opts, tokenizer, encoded[0])
 
 
 def _ctc_posteriors(loaded: LoadedModel, enc: Tensor, enc_lengths: Tensor) -> list[Tensor]:

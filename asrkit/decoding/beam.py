@@ -14,6 +14,11 @@ traced back, once (a row carries just its last `repeat_ngram` + 1 tokens, for th
 The K beams of an utterance share its encoder frames and attention keys (`AttendMemory.shared`):
 nothing is copied K times, and dropping a finished utterance moves 1/K of the bytes.
 
+With a language model (`lm`, `opts.lm_weight` > 0) every extension also scores
+lm_weight * its LM log-prob, and every unit but <eos> gets `opts.length_bonus` (shallow fusion,
+Gulcehre et al. 2015; the LM state is one more per-row state the search reorders). Weight 0
+leaves the LM out entirely, so it is then the search without an LM exactly.
+
 `ensemble_beam_search` runs the same search over several models at once: every row's next-token
 log-probabilities are the mean of the models' (a log-linear combination, the rule the joint CTC
 score already follows), and so are the CTC prefix increments, each model scoring the prefixes
@@ -23,6 +28,7 @@ model it is `beam_search` exactly.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -44,11 +50,13 @@ from asrkit.decoding.constraints import (
     update_repeat_runs,
 )
 from asrkit.decoding.ctc_prefix import LOG_ZERO, CTCPrefixScorer, CTCPrefixState, Extensions
-from asrkit.decoding.options import DecodeOptions, Hypothesis
+from asrkit.decoding.fusion import ExtensionScores, fuse
+from asrkit.decoding.options import Alternative, DecodeOptions, Hypothesis
 from asrkit.model.attention.base import AttendMemory, State, group_rows, reorder_state
 from asrkit.tokenizer import EOS_ID, Tokenizer
 
 if TYPE_CHECKING:
+    from asrkit.lm.model import LanguageModel
     from asrkit.model.las import LAS
     from asrkit.model.speller import AttentionWindow, SpellerStep
 
@@ -62,6 +70,7 @@ class _Ended:
     score: float
     step: int  # step at which <eos> was emitted
     row: int  # its row in that step's layout
+    parts: tuple[float, float, float]  # its attention, CTC and LM log-prob sums (`Alternative`)
 
 
 @dataclass
@@ -85,6 +94,7 @@ class _Beams:
     runs: Tensor  # (N, repeat_ngram) loop-guard counts of the history (`update_repeat_runs`)
     min_len: Tensor  # (N,)
     max_len: Tensor  # (N,)
+    parts: Tensor  # (N, 3) float64: each prefix's attention, CTC and LM log-prob sums
 
 
 @dataclass
@@ -124,6 +134,7 @@ def _initial_beams(enc_lengths: Tensor, ctc_lengths: Tensor | None, opts: Decode
         runs=repeat_runs(empty, opts.repeat_ngram),
         min_len=min_len,
         max_len=max_len,
+        parts=torch.zeros(batch * k, 3, dtype=torch.float64, device=device),
     )
 
 
@@ -134,6 +145,7 @@ def beam_search(
     opts: DecodeOptions,
     tokenizer: Tokenizer | None = None,
     encoded: tuple[Tensor, Tensor] | None = None,
+    lm: LanguageModel | None = None,
 ) -> list[Hypothesis]:
     """Beam search of a padded batch; results do not depend on the batch composition.
 
@@ -145,11 +157,12 @@ def beam_search(
             shared rules (eos_threshold, length ratios, repeat_ngram).
         tokenizer: fills `Hypothesis.text` when given.
         encoded: `model.encode(feats, feat_lengths)` when the caller has it already.
+        lm: a language model over the same units, fused with `opts.lm_weight`.
 
     Returns:
         The best finished hypothesis of each utterance, in input order.
     """
-    return ensemble_beam_search([model], [feats], feat_lengths, opts, tokenizer, [encoded])
+    return ensemble_beam_search([model], [feats], feat_lengths, opts, tokenizer, [encoded], lm)
 
 
 def ensemble_beam_search(
@@ -159,6 +172,7 @@ def ensemble_beam_search(
     opts: DecodeOptions,
     tokenizer: Tokenizer | None = None,
     encoded: Sequence[tuple[Tensor, Tensor] | None] | None = None,
+    lm: LanguageModel | None = None,
 ) -> list[Hypothesis]:
     """Beam search of a padded batch over the mean scores of several models.
 
@@ -170,6 +184,7 @@ def ensemble_beam_search(
         opts: as for `beam_search`; ctc_weight applies to the models that have a CTC head.
         tokenizer: fills `Hypothesis.text` when given.
         encoded: per model its `encode` outputs, or None, when the caller has them already.
+        lm: a language model over the same units, fused with `opts.lm_weight`.
 
     Returns:
         The best finished hypothesis of each utterance, in input order; its attention weights
@@ -178,7 +193,7 @@ def ensemble_beam_search(
     k, batch = opts.beam, feat_lengths.shape[0]
     encoded = list(encoded) if encoded is not None else [None] * len(models)
     with ExitStack() as stack:
-        for model in models:
+        for model in [*models, *([lm] if lm is not None else [])]:
             stack.enter_context(eval_mode(model))
         members, enc_lengths = [], []
         for model, x, done in zip(models, feats, encoded, strict=True):
@@ -191,23 +206,38 @@ def ensemble_beam_search(
         ended: list[list[_Ended]] = [[] for _ in range(batch)]
         trail = _Trail([], [], [], [])
         prev = torch.full((batch * k,), EOS_ID, dtype=torch.long, device=feat_lengths.device)
+        fused = lm is not None and opts.lm_weight > 0
+        lm_state = lm.initial_state(batch * k, prev.device) if lm is not None and fused else {}
         while beams.items:
             outs = [m.model.speller.step(prev, m.state, m.mem, "eval", m.window) for m in members]
+            lm_lp = None
+            if lm is not None and fused:
+                lm_lp, lm_state = lm.log_probs(prev, lm_state)
             trail.weights.append(outs[0].weights)
             step = len(trail.weights) - 1  # tokens every row holds so far
-            parent, prev, prev_lp = _advance(beams, outs, members, opts, ended, step)
+            parent, prev, prev_lp = _advance(beams, outs, members, opts, ended, step, lm_lp)
             for member, out in zip(members, outs, strict=True):
                 member.state = reorder_state(out.state, parent)
+            lm_state = reorder_state(lm_state, parent)
             blocks = _finished_blocks(beams, ended, k)
             if blocks is not None:
                 keep = group_rows(blocks, k)
                 parent, prev, prev_lp = parent[keep], prev[keep], prev_lp[keep]
                 _compact(beams, members, keep, blocks)
+                lm_state = reorder_state(lm_state, keep)
             trail.parents.append(parent)
             trail.tokens.append(prev)
             trail.log_probs.append(prev_lp)
     lengths = enc_lengths[0]
-    return [_trace(ended[i], trail, int(lengths[i]), tokenizer) for i in range(batch)]
+    hyps = [_trace(ended[i], trail, int(lengths[i]), tokenizer) for i in range(batch)]
+    if opts.nbest > 1:
+        hyps = [
+            dataclasses.replace(
+                h, alternatives=_alternatives(ended[i], trail, opts.nbest, tokenizer)
+            )
+            for i, h in enumerate(hyps)
+        ]
+    return hyps
 
 
 def _start_member(
@@ -257,12 +287,13 @@ def _ctc_increments(
 
 def _joint_scores(
     allowed: Tensor, members: list[_Member], outs: list[SpellerStep], opts: DecodeOptions
-) -> tuple[Tensor, Tensor | None, list[tuple[_Member, Tensor, Extensions]]]:
+) -> tuple[Tensor, Tensor | None, list[tuple[_Member, Tensor, Extensions]], ExtensionScores]:
     """Extension scores: the attention's (N, V) `allowed` log-probs alone, or with CTC the
     joint (1 - w) * attention + w * CTC increment of the top candidates (N, C), those
-    candidates' ids (None without CTC) and each scoring model's increments (`_ctc_increments`)."""
+    candidates' ids (None without CTC), each scoring model's increments (`_ctc_increments`)
+    and the separate scores."""
     if not any(m.scorer is not None for m in members):
-        return allowed, None, []
+        return allowed, None, [], ExtensionScores(allowed, None, None)
     count = min(opts.candidates, allowed.shape[1])
     candidates = allowed.topk(count, dim=1).indices  # (N, C) pre-beam by attention
     att = allowed.gather(1, candidates)
@@ -270,7 +301,8 @@ def _joint_scores(
     w = opts.ctc_weight
     joint = (1 - w) * att + w * increments
     # A prefix CTC cannot produce is dropped, not ranked by the float noise of -1e10.
-    return joint.masked_fill((att == NEG_INF) | impossible, NEG_INF), candidates, scored
+    joint = joint.masked_fill((att == NEG_INF) | impossible, NEG_INF)
+    return joint, candidates, scored, ExtensionScores(att, increments, None)
 
 
 def _advance(
@@ -280,6 +312,7 @@ def _advance(
     opts: DecodeOptions,
     ended: list[list[_Ended]],
     step: int,
+    lm_log_probs: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Score every extension, record finished ones, keep K per utterance.
 
@@ -288,6 +321,7 @@ def _advance(
             CTC window).
         members: the models' search states; their CTC prefixes advance here.
         step: tokens every row holds so far.
+        lm_log_probs: (N, V) the fused language model's next-unit log-probs, or None.
 
     Returns:
         parent (N,) row of each new row in the previous layout, its new token (N,) and that
@@ -298,7 +332,9 @@ def _advance(
     allowed = constrain(
         log_probs, beams.recent, beams.runs, beams.min_len, beams.max_len, opts, step
     )
-    joint, candidates, scored = _joint_scores(allowed, members, outs, opts)
+    joint, candidates, scored, parts = _joint_scores(allowed, members, outs, opts)
+    joint, lm = fuse(joint, candidates, lm_log_probs, opts)
+    parts = dataclasses.replace(parts, lm=lm)
     width = joint.shape[1]
     total = (beams.scores.unsqueeze(1) + joint).view(blocks, k * width)
     top_scores, top_index = total.topk(2 * k, dim=1)  # (A, 2K)
@@ -310,12 +346,15 @@ def _advance(
     before = torch.cumsum(continuing.long(), dim=1) - continuing.long()  # exclusive count
     keep = continuing & (before < k)  # exactly K per block (at most K <eos> among 2K)
     finish = is_eos & (before < k) & torch.isfinite(top_scores)
+    sums = beams.parts[row] + parts.at(row, col)  # (A, 2K, 3) with each extension
     for a, j in finish.nonzero().tolist():
         score = float(top_scores[a, j])
         rank = normalized(score, step, opts.length_penalty)
-        ended[beams.items[a]].append(_Ended(rank, score, step, int(row[a, j])))
+        split = (float(sums[a, j, 0]), float(sums[a, j, 1]), float(sums[a, j, 2]))
+        ended[beams.items[a]].append(_Ended(rank, score, step, int(row[a, j]), split))
     parent, new_col, new_token = row[keep], col[keep], token[keep]  # (A*K,) in block order
     beams.scores = top_scores[keep]
+    beams.parts = sums[keep]
     recent = torch.cat([beams.recent[parent], new_token.unsqueeze(1)], dim=1)
     beams.runs = update_repeat_runs(beams.runs[parent], recent, step + 1)
     beams.recent = recent[:, -(opts.repeat_ngram + 1) :]
@@ -339,10 +378,11 @@ def _finished_blocks(beams: _Beams, ended: list[list[_Ended]], k: int) -> Tensor
 
 def _compact(beams: _Beams, members: list[_Member], keep: Tensor, blocks: Tensor) -> None:
     """Drop the rows `keep` (of the blocks `blocks`) of finished utterances."""
-    beams.scores, beams.recent, beams.runs = (
+    beams.scores, beams.recent, beams.runs, beams.parts = (
         beams.scores[keep],
         beams.recent[keep],
         beams.runs[keep],
+        beams.parts[keep],
     )
     beams.min_len, beams.max_len = beams.min_len[keep], beams.max_len[keep]
     for member in members:
@@ -353,6 +393,24 @@ def _compact(beams: _Beams, members: list[_Member], keep: Tensor, blocks: Tensor
         if member.scorer is not None and member.ctc is not None:
             member.scorer.index_select(blocks)
             member.ctc = member.ctc.take(keep)
+
+
+def _alternatives(
+    ended: list[_Ended], trail: _Trail, n: int, tokenizer: Tokenizer | None
+) -> list[Alternative]:
+    """The `n` best finished hypotheses (by rank, the earliest of equals first, as `_trace`
+    picks the best) with their separate scores."""
+    ranked = sorted(enumerate(ended), key=lambda pair: (-pair[1].rank, pair[0]))[:n]
+    out = []
+    for _, e in ranked:
+        row, tokens = e.row, []
+        for step in range(e.step - 1, -1, -1):
+            tokens.append(int(trail.tokens[step][row]))
+            row = int(trail.parents[step][row])
+        tokens.reverse()
+        text = tokenizer.decode(tokens) if tokenizer is not None else ""
+        out.append(Alternative(tokens, text, e.rank, *e.parts))
+    return out
 
 
 def _trace(

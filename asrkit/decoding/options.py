@@ -47,6 +47,13 @@ class DecodeOptions:
         att_window: global attention kinds only: each step reads at most this many encoder
             frames past the previous step's attention peak (`AttentionWindow`); 0 = all.
         att_window_back: with att_window, frames before the previous peak still read.
+        lm: the language model fused in the search (LM_DIR or .pt; "" = none); the caller
+            loads it (`asrkit.lm.load_lm`) and passes it to the search.
+        lm_weight: shallow fusion: each extension scores + lm_weight * its LM log-prob.
+        length_bonus: added for every output unit but <eos> (counters fusion's preference
+            for short hypotheses).
+        nbest: beam search keeps the N best hypotheses with their separate scores
+            (`Hypothesis.alternatives`); at most the beam.
     """
 
     beam: int = 1
@@ -64,6 +71,10 @@ class DecodeOptions:
     ctc_window: int = 0
     att_window: int = 0
     att_window_back: int = 4
+    lm: str = ""
+    lm_weight: float = 0.0
+    length_bonus: float = 0.0
+    nbest: int = 1
 
     def __post_init__(self) -> None:
         if self.beam < 1:
@@ -85,6 +96,10 @@ class DecodeOptions:
                 f"attention window must be >= 0 frames, got {self.att_window} ahead and "
                 f"{self.att_window_back} back"
             )
+        if not 1 <= self.nbest <= self.beam:
+            raise UserError(f"nbest must be between 1 and the beam ({self.beam}), got {self.nbest}")
+        if self.lm_weight < 0.0:
+            raise UserError(f"lm weight must be >= 0, got {self.lm_weight}")
         if self.timestamps not in ("auto", "attention", "ctc"):
             raise UserError(f"unknown timestamps {self.timestamps!r} (auto, attention, ctc)")
 
@@ -102,6 +117,26 @@ class DecodeOptions:
 
 
 @dataclass(frozen=True)
+class Alternative:
+    """One hypothesis of an N-best list with its separate scores, each summed over its units
+    and the final <eos>. The search ranked it by
+
+        score = (1 - c) * attention + c * ctc + w * lm + bonus * units     (with joint CTC)
+        score = attention + w * lm + bonus * units                         (without)
+
+    divided by (units + 1) ** length_penalty, which `asrkit.decoding.nbest.rescore` recomputes
+    with other weights (or another LM's `lm`).
+    """
+
+    tokens: list[int]
+    text: str
+    rank: float  # the search's length-normalised score
+    attention: float
+    ctc: float  # 0 without joint CTC scoring
+    lm: float  # 0 without fusion
+
+
+@dataclass(frozen=True)
 class Hypothesis:
     """One search result.
 
@@ -113,6 +148,8 @@ class Hypothesis:
             cropped to the utterance's valid encoder frames.
         token_frames: encoder frame of each token (argmax of its attention row).
         token_log_probs: attention-decoder log-probability of each token (for confidence).
+        alternatives: with `DecodeOptions.nbest` > 1, the N best finished hypotheses (this one
+            first) with their separate scores; empty otherwise.
     """
 
     tokens: list[int]
@@ -121,6 +158,7 @@ class Hypothesis:
     attention: Tensor
     token_frames: list[int]
     token_log_probs: list[float] = field(default_factory=list)
+    alternatives: list[Alternative] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

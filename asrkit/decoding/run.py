@@ -23,6 +23,7 @@ from asrkit.decoding.writers import (
     plot_transcript,
     prepare_out_dir,
     resolve_formats,
+    write_nbest,
     write_transcripts,
 )
 from asrkit.features import Fbank, load_audio
@@ -104,6 +105,9 @@ def run_transcribe(
     files, stdout = [], ""
     if out is not None:
         files = write_transcripts(transcripts, out, formats, timing)
+        if opts.nbest > 1:
+            write_nbest(out / "nbest.jsonl", transcripts, opts, loaded)
+            files.append(out / "nbest.jsonl")
     else:
         stdout = FORMATTERS[formats[0]](transcripts[0])
     if plot:

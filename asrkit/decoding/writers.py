@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from asrkit.decoding.options import DecodeTiming, Transcript, WordTiming
+from asrkit.decoding.options import DecodeOptions, DecodeTiming, Transcript, WordTiming
 from asrkit.io import (
     EXIT_PARTIAL,
     EXIT_USER_ERROR,
@@ -34,6 +34,7 @@ from asrkit.io import (
     atomic_write_json,
     atomic_write_text,
     ensure_writable_dir,
+    write_jsonl,
 )
 from asrkit.plotting import plot_alignment
 from asrkit.tokenizer import EOS_ID, Tokenizer
@@ -172,7 +173,7 @@ def prepare_out_dir(out_dir: Path, force: bool) -> Path:
         earlier = [
             p.name
             for p in out_dir.iterdir()
-            if p.suffix in RESULT_SUFFIXES or p.name in SUMMARY_FILES
+            if p.suffix in RESULT_SUFFIXES or p.name in (*SUMMARY_FILES, "nbest.jsonl")
         ]
         if earlier:
             raise UserError(
@@ -210,6 +211,21 @@ def write_transcripts(
     atomic_write_json(out_dir / "summary.json", run_summary(transcripts))
     summaries = [out_dir / name for name in SUMMARY_FILES]
     return [*written, *summaries]
+
+
+def write_nbest(path: Path, transcripts: list[Transcript], opts: DecodeOptions, model: Any) -> int:
+    """`nbest.jsonl` (`asrkit.decoding.fusion.nbest_row`) of the inputs decoded in one piece
+    (a long file cut into segments has no single N-best list); returns the rows written."""
+    from asrkit.decoding.fusion import nbest_row, units_digest
+
+    joint_ctc = model.model.ctc is not None and opts.ctc_weight > 0
+    units = units_digest(model.tokenizer.pieces)
+    rows = [
+        nbest_row(t.id, t.hypothesis.alternatives, opts, joint_ctc, units)
+        for t in transcripts
+        if t.hypothesis is not None and t.hypothesis.alternatives
+    ]
+    return write_jsonl(path, rows)
 
 
 def stitched_alignment(t: Transcript, frame_shift: float) -> tuple[Tensor, list[int]]:
