@@ -270,7 +270,7 @@ def test_rescore_with_the_decode_weights_gives_the_one_best_back(tmp_path: Path)
     assert again.exit_code == 0, again.output
     best = {r["id"]: r["text"] for r in map(json.loads, (tmp_path / "same" / "hyp.jsonl").open())}
     assert best == decoded
-    no_ctc = runner.invoke(
+    heavier = runner.invoke(
         app,
         [
             "rescore",
