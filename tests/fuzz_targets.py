@@ -209,6 +209,61 @@ TOKENIZER = st.one_of(
 CMVN = st.dictionaries(
     st.sampled_from(["mean", "std", "frames", "made_from"]) | TRICKY_TEXT, JSON_VALUES, max_size=4
 ).map(lambda d: json.dumps(d).encode())
+_ARPA_LINE = st.one_of(
+    st.sampled_from(
+        [
+            "\\data\\",
+            "\\end\\",
+            "\\1-grams:",
+            "\\2-grams:",
+            "\\3-grams:",
+            "ngram 1=2",
+            "ngram 2=1",
+            "ngram 1=x",
+            "-1.0 <s> -0.5",
+            "-0.5 A",
+            "-0.3 <s> A",
+            "-inf <unk>",
+            "nan A",
+            "-1.0",
+            "1e400 A",
+            "-0.2 A B C D",
+        ]
+    ),
+    st.builds(
+        lambda p, w, b: f"{p} {w} {b}",
+        st.floats(allow_nan=True, allow_infinity=True),
+        _WORDS,
+        st.floats(allow_nan=True, allow_infinity=True),
+    ),
+    TRICKY_TEXT,
+)
+_ARPA_WORD = st.sampled_from(["<s>", "</s>", "<unk>", "A", "B", "C", "IT'S"])
+
+
+def _arpa_text(unigrams: list, bigrams: list, drop: int | None) -> bytes:
+    """A well-formed ARPA file of these entries, with line `drop` left out if given."""
+    lines = ["\\data\\", f"ngram 1={len(unigrams)}", f"ngram 2={len(bigrams)}", "", "\\1-grams:"]
+    lines += [f"{p} {w} {b}" for p, w, b in unigrams] + ["", "\\2-grams:"]
+    lines += [f"{p} {w1} {w2}" for p, w1, w2 in bigrams] + ["", "\\end\\"]
+    if drop is not None and lines:
+        del lines[drop % len(lines)]
+    return "\n".join(lines).encode()
+
+
+_PROB = st.floats(-9.0, 0.0) | st.sampled_from([float("nan"), float("inf"), -99.0])
+WELL_FORMED_ARPA = st.builds(
+    _arpa_text,
+    st.lists(
+        st.tuples(_PROB, _ARPA_WORD, st.floats(-3.0, 0.0)),
+        min_size=1,
+        max_size=6,
+        unique_by=lambda e: e[1],
+    ),
+    st.lists(st.tuples(_PROB, _ARPA_WORD, _ARPA_WORD), max_size=6, unique_by=lambda e: e[1:]),
+    st.none() | st.integers(0, 40),
+)
+ARPA = st.one_of(WELL_FORMED_ARPA, WELL_FORMED_ARPA, _lines(_ARPA_LINE, max_size=14))
 LIST_FILE = _lines(st.one_of(TRICKY_TEXT, st.sampled_from(["# c", "", "a.wav", "/", ".", ".."])))
 
 
@@ -374,6 +429,16 @@ def _cmvn(data: bytes) -> Any:
     return _in_file("x.cmvn.json", data, CMVNStats.load)
 
 
+def _arpa(data: bytes) -> Any:
+    from asrkit.lm.ngram import ArpaLM
+
+    def parse_and_score(path: Path) -> Any:
+        arpa = ArpaLM.load(path)
+        return arpa.sentence_score("A B <unk> C")
+
+    return _in_file("lm.arpa", data, parse_and_score)
+
+
 def _checkpoint(data: bytes) -> Any:
     from asrkit.checkpoint import load_model
 
@@ -419,6 +484,7 @@ TARGETS = [
     FuzzTarget("CMVN statistics", _any_bytes(CMVN), _cmvn),
     FuzzTarget("transcribe list file", _any_bytes(LIST_FILE), _list_file),
     FuzzTarget("checkpoint (truncated, damaged)", CHECKPOINT, _checkpoint),
+    FuzzTarget("ARPA n-gram file", _any_bytes(ARPA), _arpa),
 ]
 
 

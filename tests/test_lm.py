@@ -19,7 +19,7 @@ from asrkit.lm.config import LMConfig, LMExperimentConfig, LMTrainConfig
 from asrkit.lm.model import build_lm
 from asrkit.lm.train import train_lm
 from asrkit.testing import dummy_batch
-from asrkit.tokenizer import CharTokenizer
+from asrkit.tokenizer import EOS_ID, CharTokenizer
 
 runner = CliRunner()
 SENTENCES = ["THE CAT SAT ON THE MAT", "A DOG RAN", "THE DOG SAT", "A CAT RAN ON THE MAT"]
@@ -284,3 +284,98 @@ def test_rescore_with_the_decode_weights_gives_the_one_best_back(tmp_path: Path)
         ],
     )
     assert heavier.exit_code == 0, heavier.output  # another weight and LM: no decoding needed
+
+
+# --- word n-grams (ARPA) ----------------------------------------------------------------
+
+ARPA = """
+\\data\\
+ngram 1=5
+ngram 2=3
+
+\\1-grams:
+-1.0 <s> -0.3
+-0.7 A -0.2
+-0.9 CAT -0.1
+-1.2 </s>
+-2.0 <unk>
+
+\\2-grams:
+-0.2 <s> A
+-0.4 A CAT
+-0.3 CAT </s>
+
+\\end\\
+"""
+
+
+def test_arpa_scores_are_the_hand_computed_ones(tmp_path: Path) -> None:
+    import math
+
+    from asrkit.lm.ngram import ArpaLM
+
+    path = tmp_path / "lm.arpa"
+    path.write_text(ARPA)
+    arpa, ln10 = ArpaLM.load(path), math.log(10)
+    assert arpa.score(("<s>",), "A") == pytest.approx(-0.2 * ln10)  # listed bigram
+    assert arpa.score(("<s>", "A"), "CAT") == pytest.approx(-0.4 * ln10)  # order 2: last word
+    assert arpa.score(("CAT",), "A") == pytest.approx((-0.1 - 0.7) * ln10)  # back-off(CAT) + P(A)
+    assert arpa.score(("A",), "DOG") == pytest.approx((-0.2 - 2.0) * ln10)  # back-off + <unk>
+    total = (-0.2 - 0.4 - 0.3) * ln10
+    assert arpa.sentence_score("A CAT") == pytest.approx(total)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (ARPA.replace("-0.4 A CAT", "-0.4 A"), r"lm.arpa:15: expected 'log10-prob 2 word"),
+        (ARPA.replace("-0.9 CAT -0.1", "x CAT"), r"lm.arpa:9: not a number"),
+        (ARPA.replace("ngram 2=3", "ngram 2=4"), r"4 2-grams announced, 3 listed"),
+        ("hello\n", r"lm.arpa:1: not ARPA"),
+    ],
+)
+def test_bad_arpa_names_the_line(tmp_path: Path, text: str, message: str) -> None:
+    from asrkit.lm.ngram import ArpaLM
+
+    path = tmp_path / "lm.arpa"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message):
+        ArpaLM.load(path)
+
+
+def test_word_fusion_scores_words_where_they_end(tmp_path: Path) -> None:
+    from asrkit.lm.ngram import ArpaLM, WordFusion
+
+    path = tmp_path / "lm.arpa"
+    path.write_text(ARPA)
+    arpa, loaded, batch = ArpaLM.load(path), tiny_loaded(), dummy_batch()
+    fusion = WordFusion(arpa, loaded.tokenizer)
+    opts = DecodeOptions(beam=3, ctc_weight=0.3, lm_weight=0.3, nbest=3, eos_threshold=100.0)
+    tok = loaded.tokenizer
+    together = beam_search(loaded.model, batch.feats, batch.feat_lengths, opts, tok, lm=fusion)
+    for i, hyp in enumerate(together):
+        for alt in hyp.alternatives:  # the fused sum is the sentence's n-gram log-probability
+            assert alt.lm == pytest.approx(arpa.sentence_score(alt.text), abs=1e-6)
+        n = int(batch.feat_lengths[i])
+        alone = beam_search(
+            loaded.model, batch.feats[i : i + 1, :n], batch.feat_lengths[i : i + 1], opts, lm=fusion
+        )[0]
+        assert alone.tokens == hyp.tokens
+
+
+def test_word_fusion_steps_sum_to_the_sentence_score(tmp_path: Path) -> None:
+    import math
+
+    from asrkit.lm.ngram import ArpaLM, WordFusion
+
+    path = tmp_path / "lm.arpa"
+    path.write_text(ARPA)
+    tok = _tokenizer()
+    fusion = WordFusion(ArpaLM.load(path), tok)
+    units = [*tok.encode("A CAT"), EOS_ID]
+    state, prev, total = fusion.initial_state(1, torch.device("cpu")), torch.tensor([EOS_ID]), 0.0
+    for unit in units:
+        scores, state = fusion.log_probs(prev, state)
+        total += float(scores[0, unit])
+        prev = torch.tensor([unit])
+    assert total == pytest.approx((-0.2 - 0.4 - 0.3) * math.log(10))

@@ -158,3 +158,48 @@ def test_unsafe_archive_is_refused(tmp_path: Path, name: str) -> None:
     with pytest.raises(UserError, match="unsafe member"):
         safe_extract(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists() and not (tmp_path / "evil.txt").exists()
+
+
+def test_lm_text_download_excludes_dev_sentences(server: _Server, tmp_path: Path) -> None:
+    import gzip
+    import json
+
+    from data_prep.lm_text import LM_TEXT_NAME, prepare_lm_text
+
+    lines = ["HELLO WORLD", "a dev sentence", "", "GOOD MORNING", "it’s lower"]
+    body = gzip.compress(("\n".join(lines) + "\n").encode())
+    server.files[LM_TEXT_NAME] = body
+    server.cut = 1  # the first transfer breaks: the download resumes
+    dev = tmp_path / "dev.jsonl"
+    row = {"id": "d-1", "audio": "x.wav", "duration": 1.0, "sample_rate": 16000, "speaker": "d"}
+    dev.write_text(json.dumps({**row, "text": "A DEV SENTENCE"}) + "\n")
+    out = tmp_path / "lm" / "text.txt"
+    md5 = hashlib.md5(body).hexdigest()
+    report = prepare_lm_text(
+        tmp_path / "corpus",
+        out,
+        [dev],
+        download=True,
+        base_url=server.url,
+        md5=md5,
+        show_progress=False,
+    )
+    assert out.read_text().splitlines() == ["HELLO WORLD", "GOOD MORNING", "IT'S LOWER"]
+    assert (report.sentences, report.excluded, report.empty) == (3, 1, 1)
+    assert any(r and r.startswith("bytes=") for r in server.ranges)
+    with pytest.raises(UserError, match="already exists"):
+        prepare_lm_text(tmp_path / "corpus", out, show_progress=False)
+
+
+def test_lm_text_cli_checksum_mismatch_is_one_line(
+    server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from data_prep.lm_text import LM_TEXT_NAME
+
+    server.files[LM_TEXT_NAME] = b"not the real corpus"
+    monkeypatch.setenv("ATTNASR_LM_TEXT_URL", server.url)
+    out = tmp_path / "text.txt"
+    args = ["prepare", "lm-text", str(tmp_path / "corpus"), "--out", str(out), "--download"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "checksum mismatch" in result.stderr
+    assert not out.exists() and not (tmp_path / "corpus" / LM_TEXT_NAME).exists()

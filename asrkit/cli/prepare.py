@@ -24,6 +24,7 @@ prepare_app = typer.Typer(
     no_args_is_help=True,
 )
 MIRROR_ENV = "ATTNASR_LIBRISPEECH_URL"  # base URL holding <part>.tar.gz
+LM_MIRROR_ENV = "ATTNASR_LM_TEXT_URL"  # base URL holding librispeech-lm-norm.txt.gz
 _LISTED_PROBLEMS = 20  # per part; the rest are in <part>.problems.json
 
 Out = Annotated[Path, typer.Option("--out", help="DATA_DIR: where the manifests are written.")]
@@ -212,6 +213,36 @@ def fsdd(
         fsdd_dir, out, strings_per_speaker, min_digits, max_digits, seed=seed, force=force
     )
     _summarise(reports, strict=False)
+
+
+@prepare_app.command("lm-text")
+@user_errors
+def lm_text(
+    corpus_dir: Annotated[Path, typer.Argument(help="Folder for librispeech-lm-norm.txt.gz.")],
+    out: Annotated[Path, typer.Option("--out", help="The text file to write.")],
+    exclude: Annotated[
+        list[Path] | None,
+        typer.Option("--exclude", help="Drop this manifest's sentences (repeatable: dev, test)."),
+    ] = None,
+    download: Annotated[
+        bool,
+        typer.Option(
+            "--download", help=f"Fetch it from openslr first (resumable); ${LM_MIRROR_ENV} mirror."
+        ),
+    ] = False,
+    force: Force = False,
+) -> None:
+    """The LibriSpeech LM corpus (openslr 11) as one normalised text file for train-lm."""
+    from data_prep.lm_text import LM_TEXT_URL, prepare_lm_text
+
+    base = os.environ.get(LM_MIRROR_ENV, LM_TEXT_URL)
+    report = prepare_lm_text(corpus_dir, out, exclude or [], download, base, force=force)
+    console.print(
+        f"{report.sentences} sentences written, {report.excluded} excluded (in --exclude),"
+        f" {report.empty} empty",
+        highlight=False,
+    )
+    typer.echo(str(report.path))
 
 
 @prepare_app.command("features")

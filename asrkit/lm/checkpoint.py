@@ -59,6 +59,11 @@ def save_lm(
         torch.save(data, handle)
 
 
+def is_arpa(path: Path) -> bool:
+    """A word n-gram in ARPA text (`asrkit.lm.ngram`), by its name: .arpa or .arpa.gz."""
+    return path.name.endswith((".arpa", ".arpa.gz"))
+
+
 def resolve_lm(path: Path) -> Path:
     """An LM_DIR -> LM_DIR/final.pt, else LM_DIR/checkpoints/last.pt; a .pt file as is."""
     path = Path(path)

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,19 +64,12 @@ def rescore_file(
     """
     refuse_overwrite([out / "hyp.jsonl", out / "rescored.jsonl"], force)
     rows = read_nbest(Path(nbest))
-    model = None
-    if lm is not None:
-        from asrkit.lm.checkpoint import load_lm
-
-        loaded = load_lm(lm)
-        if units_digest(loaded.tokenizer.pieces) != rows[0][0].get("units"):
-            raise UserError(f"{lm}: its units are not those of the model that wrote {nbest}")
-        model = loaded.model
+    score_with = _lm_scorer(lm, rows[0][0].get("units"), nbest) if lm is not None else None
     hyps, lists = [], []
     for row, alternatives in rows:
         weights = _weights(row, overrides, nbest)
-        if model is not None:
-            scores = lm_sequence_scores(model, [a.tokens for a in alternatives])
+        if score_with is not None:
+            scores = score_with(alternatives)
             alternatives = [
                 dataclasses.replace(a, lm=s) for a, s in zip(alternatives, scores, strict=True)
             ]
@@ -92,6 +86,21 @@ def rescore_file(
     write_jsonl(out / "rescored.jsonl", lists)
     write_jsonl(out / "hyp.jsonl", hyps)
     return out / "hyp.jsonl"
+
+
+def _lm_scorer(lm: Path, units: object, nbest: Path) -> Callable[[list[Alternative]], list[float]]:
+    """How the new LM scores a list: a word n-gram reads the texts, a neural LM the units."""
+    from asrkit.lm.checkpoint import is_arpa, load_lm
+
+    if is_arpa(lm):
+        from asrkit.lm.ngram import ArpaLM
+
+        arpa = ArpaLM.load(lm)
+        return lambda alts: [arpa.sentence_score(a.text) for a in alts]
+    loaded = load_lm(lm)
+    if units_digest(loaded.tokenizer.pieces) != units:
+        raise UserError(f"{lm}: its units are not those of the model that wrote {nbest}")
+    return lambda alts: lm_sequence_scores(loaded.model, [a.tokens for a in alts])
 
 
 def _weights(row: dict[str, Any], overrides: dict[str, float | None], where: Path) -> FusionWeights:

@@ -1,0 +1,188 @@
+"""Word n-gram language models from ARPA files, fused into a search over characters or pieces.
+
+`ArpaLM` reads the ARPA text format (what KenLM's `lmplz`, SRILM and MITLM write, also
+gzipped) and scores a word given its history with Katz back-off: log P(w | h) is the longest
+listed n-gram's probability plus the back-off weights of the shorter histories passed over.
+
+`WordFusion` makes it a `LanguageModel` of the acoustic model's units, so beam search fuses it
+like a neural LM: a unit that ends a word (<eos>, or one whose piece starts a new word with
+"▁") scores log P(word | previous words) of the word it completes, every other unit 0. The
+per-row history is Python data; the search's state holds a handle (N,) into it, which the
+search reorders like any state.
+
+Example:
+    >>> arpa = ArpaLM.from_text("\\\\data\\\\\\nngram 1=3\\n\\n\\\\1-grams:\\n-1.0 <s>\\n"
+    ...                         "-0.5 A\\n-0.5 </s>\\n\\n\\\\end\\\\\\n", "inline")
+    >>> round(arpa.score(("<s>",), "A"), 4)  # log 10 ** -0.5
+    -1.1513
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import re
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from asrkit.io import UserError, require_file
+from asrkit.lm.model import LanguageModel
+from asrkit.model.attention.base import State
+from asrkit.tokenizer import EOS_ID, SPACE, SPECIALS, Tokenizer
+
+LN10 = math.log(10.0)
+_COUNT = re.compile(r"^ngram (\d+)=(\d+)$")
+_SECTION = re.compile(r"^\\(\d+)-grams:$")
+
+
+class ArpaLM:
+    """An ARPA back-off model: n-gram -> (log prob, back-off), natural logs."""
+
+    def __init__(self, grams: dict[tuple[str, ...], tuple[float, float]], order: int) -> None:
+        self.grams, self.order = grams, order
+        self.unk = grams.get(("<unk>",), (-100.0, 0.0))[0]  # an unlisted word without <unk>
+
+    @classmethod
+    def load(cls, path: Path) -> ArpaLM:
+        """Read a .arpa or .arpa.gz file.
+
+        Raises:
+            UserError: naming the line that does not parse, or the file missing / not text.
+        """
+        path = require_file(Path(path), "ARPA file")
+        try:
+            opener = gzip.open if path.suffix == ".gz" else open
+            with opener(path, "rt", encoding="utf-8") as handle:
+                return cls.from_text(handle.read(), str(path))
+        except (OSError, EOFError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path}: not a readable ARPA text file ({exc})") from exc
+
+    @classmethod
+    def from_text(cls, text: str, where: str) -> ArpaLM:
+        grams: dict[tuple[str, ...], tuple[float, float]] = {}
+        counts: dict[int, int] = {}
+        section, seen_data = 0, False
+        for number, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if not line:
+                continue
+            if line == "\\data\\":
+                seen_data = True
+            elif line == "\\end\\":
+                break
+            elif match := _COUNT.match(line):
+                counts[int(match.group(1))] = int(match.group(2))
+            elif match := _SECTION.match(line):
+                section = int(match.group(1))
+                if section not in counts:
+                    raise UserError(
+                        f"{where}:{number}: {line} without its 'ngram {section}=' count"
+                    )
+            elif section and seen_data:
+                grams.update([_entry(line, section, f"{where}:{number}")])
+            else:
+                raise UserError(
+                    f"{where}:{number}: not ARPA (expected \\data\\ and n-gram sections)"
+                )
+        if not seen_data or not grams:
+            raise UserError(f"{where}: not an ARPA file (no \\data\\ section or no n-grams)")
+        for order, count in counts.items():
+            found = sum(1 for key in grams if len(key) == order)
+            if found != count:
+                raise UserError(f"{where}: {count} {order}-grams announced, {found} listed")
+        return cls(grams, max(counts))
+
+    def score(self, history: tuple[str, ...], word: str) -> float:
+        """Natural-log P(word | history) with back-off (history: earlier words, oldest first)."""
+        history = history[-(self.order - 1) :] if self.order > 1 else ()
+        backoff = 0.0
+        for start in range(len(history) + 1):
+            context = history[start:]
+            entry = self.grams.get((*context, word))
+            if entry is not None:
+                return backoff + entry[0]
+            backoff += self.grams.get(context, (0.0, 0.0))[1] if context else 0.0
+        return backoff + self.unk
+
+    def sentence_score(self, text: str) -> float:
+        """log P(text) word by word, </s> included: what fusion sums over a hypothesis."""
+        words: tuple[str, ...] = ("<s>",)
+        total = 0.0
+        for word in text.split():
+            total += self.score(words, word)
+            words = (*words, word)
+        return total + self.score(words, "</s>")
+
+
+def _entry(line: str, order: int, where: str) -> tuple[tuple[str, ...], tuple[float, float]]:
+    fields = line.split()
+    if len(fields) not in (order + 1, order + 2):
+        raise UserError(f"{where}: expected 'log10-prob {order} word(s) [back-off]', got {line!r}")
+    try:
+        prob = float(fields[0])
+        backoff = float(fields[order + 1]) if len(fields) == order + 2 else 0.0
+    except ValueError as exc:
+        raise UserError(f"{where}: not a number in {line!r}") from exc
+    if not (math.isfinite(prob) or prob == -math.inf) or not math.isfinite(backoff):
+        raise UserError(f"{where}: not a finite log-probability in {line!r}")
+    return tuple(fields[1 : order + 1]), (prob * LN10, backoff * LN10)
+
+
+class WordFusion(LanguageModel):
+    """An `ArpaLM` seen through the acoustic model's units (decoding only, no parameters)."""
+
+    def __init__(self, arpa: ArpaLM, tokenizer: Tokenizer) -> None:
+        super().__init__()
+        self.arpa, self.vocab_size = arpa, tokenizer.vocab_size
+        self.pieces = list(tokenizer.pieces)
+        # ends[v]: unit v ends the current word (<eos>, or a piece that starts a new one)
+        self.ends = [
+            i == EOS_ID or (i >= len(SPECIALS) and p.startswith(SPACE))
+            for i, p in enumerate(self.pieces)
+        ]
+        self.rows: list[tuple[tuple[str, ...], str]] = []  # (words so far, current word)
+
+    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        raise UserError("an n-gram LM scores words at decoding time only (no training pass)")
+
+    def initial_state(self, rows: int, device: torch.device) -> State:
+        self.rows = [(("<s>",), "")]
+        return {"handle": torch.zeros(rows, dtype=torch.long, device=device)}
+
+    def step(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
+        handles = []
+        for handle, unit in zip(state["handle"].tolist(), prev.tolist(), strict=True):
+            self.rows.append(self._advance(self.rows[handle], unit))
+            handles.append(len(self.rows) - 1)
+        new = torch.tensor(handles, dtype=torch.long, device=prev.device)
+        return self._scores(new), {"handle": new}
+
+    def log_probs(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
+        return self.step(prev, state)  # already log-probabilities (per word, 0 inside one)
+
+    def _advance(self, row: tuple[tuple[str, ...], str], unit: int) -> tuple[tuple[str, ...], str]:
+        """The row after appending `unit` (<eos> as the first input starts the sentence)."""
+        words, current = row
+        if unit < len(SPECIALS):
+            return row
+        piece = self.pieces[unit]
+        if piece.startswith(SPACE):
+            return ((*words, current) if current else words), piece[len(SPACE) :]
+        return words, current + piece
+
+    def _scores(self, handles: Tensor) -> Tensor:
+        """(N, V) float64: at word-ending units, log P(completed word | words before)."""
+        out = torch.zeros(len(handles), self.vocab_size, dtype=torch.float64)
+        ending = [v for v, e in enumerate(self.ends) if e]
+        for n, handle in enumerate(handles.tolist()):
+            words, current = self.rows[handle]
+            if not current:  # nothing to complete (a start, or a doubled space)
+                out[n, EOS_ID] = self.arpa.score(words, "</s>")
+                continue
+            word_score = self.arpa.score(words, current)
+            for v in ending:
+                out[n, v] = word_score
+            out[n, EOS_ID] += self.arpa.score((*words, current), "</s>")
+        return out.to(handles.device)
