@@ -379,3 +379,27 @@ def test_word_fusion_steps_sum_to_the_sentence_score(tmp_path: Path) -> None:
         total += float(scores[0, unit])
         prev = torch.tensor([unit])
     assert total == pytest.approx((-0.2 - 0.4 - 0.3) * math.log(10))
+
+
+def test_train_lm_ngram_builds_a_normalised_arpa_that_fuses(tmp_path: Path) -> None:
+    import math
+
+    from asrkit.lm.ngram import ArpaLM
+
+    text = _text(tmp_path, copies=2)
+    out = tmp_path / "ngram"
+    result = runner.invoke(app, ["train-lm", str(text), "--out", str(out), "--kind", "ngram"])
+    assert result.exit_code == 0, result.output
+    arpa = ArpaLM.load(out / "lm.arpa")
+    vocabulary = {w for s in SENTENCES for w in s.split()} | {"</s>", "<unk>"}
+    for history in [("<s>",), ("<s>", "THE"), ("THE", "CAT"), ("MAT",), ("NEVER", "SEEN")]:
+        total = sum(math.exp(arpa.score(history, w)) for w in vocabulary)
+        assert total == pytest.approx(1.0, abs=1e-4), history  # 6-decimal log10 in the file
+    assert arpa.score(("THE",), "CAT") > arpa.score(("THE",), "RAN")  # seen beats unseen
+    exp = tiny_experiment(tmp_path / "exp")
+    audio = str(write_tone(tmp_path / "a.wav", 1.0))
+    args = ["transcribe", audio, "--model", str(exp), "--beam", "2", "--lm", str(out)]
+    fused = runner.invoke(app, [*args, "--lm-weight", "0.3"])
+    assert fused.exit_code == 0, fused.output
+    again = runner.invoke(app, ["train-lm", str(text), "--out", str(out), "--kind", "ngram"])
+    assert again.exit_code == 1 and "already exists" in again.stderr

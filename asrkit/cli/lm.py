@@ -31,6 +31,19 @@ def _units(model: Path | None, tokenizer: Path | None) -> Tokenizer:
     return tokenizer_from_dict(data["tokenizer"])
 
 
+def _train_ngram(text: list[Path], out: Path, order: int, force: bool) -> None:
+    """`--kind ngram`: LM_DIR/lm.arpa by interpolated absolute discounting (pure Python)."""
+    from asrkit.io import atomic_write_text, refuse_overwrite
+    from asrkit.lm.data import read_sentences
+    from asrkit.lm.ngram import build_arpa
+
+    target = out / "lm.arpa"
+    refuse_overwrite([target], force)
+    sentences = read_sentences(text)
+    atomic_write_text(target, build_arpa(sentences, order))
+    console.print(f"{order}-gram of {len(sentences)} sentences: {target}", highlight=False)
+
+
 @user_errors
 def train_lm_command(
     text: Annotated[
@@ -43,7 +56,10 @@ def train_lm_command(
     tokenizer: Annotated[
         Path | None, typer.Option("--tokenizer", help="Or: a tokenizer.json of those units.")
     ] = None,
-    kind: Annotated[str, typer.Option("--kind", help="lstm or transformer.")] = "lstm",
+    kind: Annotated[
+        str, typer.Option("--kind", help="lstm, transformer or ngram (a word ARPA model).")
+    ] = "lstm",
+    order: Annotated[int, typer.Option("--order", help="--kind ngram: the n-gram order.")] = 3,
     valid: Annotated[
         list[Path] | None,
         typer.Option("--valid", help="Dev text (repeatable); default: a held-out 2%."),
@@ -72,6 +88,9 @@ def train_lm_command(
     from asrkit.lm.config import LMExperimentConfig
     from asrkit.lm.train import train_lm
 
+    if kind == "ngram":
+        _train_ngram(text, out, order, force)
+        return
     options = [f"model.kind={kind}"]
     options += [f"train.max_epochs={max_epochs}"] if max_epochs is not None else []
     options += [f"train.max_minutes={max_minutes}"] if max_minutes is not None else []

@@ -288,12 +288,12 @@ def fusion_lm(loaded: LoadedModel, opts: DecodeOptions) -> LanguageModel | None:
         return None
     if not opts.lm:
         raise UserError(f"an LM weight ({opts.lm_weight}) was given but no LM (--lm LM_DIR)")
-    from asrkit.lm.checkpoint import check_units, is_arpa, load_lm
+    from asrkit.lm.checkpoint import check_units, is_arpa, load_lm, resolve_lm
 
-    if is_arpa(Path(opts.lm)):  # a word n-gram: scored where the model's units end words
+    if is_arpa(resolve_lm(Path(opts.lm))):  # a word n-gram: scored where units end words
         from asrkit.lm.ngram import ArpaLM, WordFusion
 
-        return WordFusion(ArpaLM.load(Path(opts.lm)), loaded.tokenizer)
+        return WordFusion(ArpaLM.load(resolve_lm(Path(opts.lm))), loaded.tokenizer)
     device = str(next(loaded.model.parameters()).device)
     fused = load_lm(Path(opts.lm), device)
     check_units(fused, loaded.tokenizer, opts.lm, loaded.path)

@@ -65,11 +65,12 @@ def is_arpa(path: Path) -> bool:
 
 
 def resolve_lm(path: Path) -> Path:
-    """An LM_DIR -> LM_DIR/final.pt, else LM_DIR/checkpoints/last.pt; a .pt file as is."""
+    """An LM_DIR -> LM_DIR/final.pt, else LM_DIR/checkpoints/last.pt, else LM_DIR/lm.arpa
+    (`train-lm --kind ngram`); a file as is."""
     path = Path(path)
     if not path.is_dir():
         return path
-    for candidate in (path / "final.pt", path / "checkpoints" / "last.pt"):
+    for candidate in (path / "final.pt", path / "checkpoints" / "last.pt", path / "lm.arpa"):
         if candidate.is_file():
             return candidate
     raise UserError(f"{path}: no language model found (expected final.pt, run 'attnasr train-lm')")

@@ -130,6 +130,78 @@ def _entry(line: str, order: int, where: str) -> tuple[tuple[str, ...], tuple[fl
     return tuple(fields[1 : order + 1]), (prob * LN10, backoff * LN10)
 
 
+def build_arpa(sentences: list[str], order: int, discount: float = 0.75) -> str:
+    """An ARPA back-off model of `sentences` (words split on spaces) by interpolated absolute
+    discounting (Ney et al. 1994): P(w | h) = max(c(h w) - D, 0) / c(h) + g(h) P(w | h'), with
+    g(h) = D * (distinct words after h) / c(h), the lower order ending with a uniform
+    distribution over the vocabulary and <unk>. Written as a back-off model, g(h) is exactly
+    the back-off weight of h, so every distribution sums to 1.
+
+    Raises:
+        UserError: no sentence, an order below 1, a discount outside (0, 1).
+    """
+    if order < 1 or not 0.0 < discount < 1.0:
+        raise UserError(f"an n-gram needs order >= 1 and 0 < discount < 1, got {order}, {discount}")
+    counts: list[dict[tuple[str, ...], int]] = [{} for _ in range(order + 1)]
+    for sentence in sentences:
+        words = ["<s>", *sentence.split(), "</s>"]
+        for n in range(1, order + 1):
+            for end in range(max(n, 2) if n > 1 else 1, len(words) + 1):
+                gram = tuple(words[end - n : end])
+                if gram != ("<s>",):
+                    counts[n][gram] = counts[n].get(gram, 0) + 1
+    if not counts[1]:
+        raise UserError("no sentence to build an n-gram from")
+    vocabulary = {w for (w,) in counts[1]} | {"<unk>"}
+    probs: dict[tuple[str, ...], float] = {}
+    total = sum(counts[1].values())
+    floor = discount * len(counts[1]) / total  # mass left for the uniform distribution
+    for (word,), c in counts[1].items():
+        probs[(word,)] = max(c - discount, 0) / total + floor / len(vocabulary)
+    probs[("<unk>",)] = probs.get(("<unk>",), 0.0) + floor / len(vocabulary)
+    backoffs: dict[tuple[str, ...], float] = {}
+    for n in range(2, order + 1):
+        context_total: dict[tuple[str, ...], int] = {}
+        followers: dict[tuple[str, ...], int] = {}
+        for gram, c in counts[n].items():
+            context_total[gram[:-1]] = context_total.get(gram[:-1], 0) + c
+            followers[gram[:-1]] = followers.get(gram[:-1], 0) + 1
+        for context, c_h in context_total.items():
+            backoffs[context] = discount * followers[context] / c_h
+        for gram, c in counts[n].items():
+            lower = _interpolated(probs, backoffs, gram[1:])
+            probs[gram] = (
+                max(c - discount, 0) / context_total[gram[:-1]] + backoffs[gram[:-1]] * lower
+            )
+    return _write_arpa(probs, backoffs, order)
+
+
+def _interpolated(probs: dict, backoffs: dict, gram: tuple[str, ...]) -> float:
+    """P(gram[-1] | gram[:-1]) of the orders built so far (back-off to shorter contexts)."""
+    if gram in probs:
+        return probs[gram]
+    if len(gram) == 1:
+        return probs[("<unk>",)]
+    return backoffs.get(gram[:-1], 1.0) * _interpolated(probs, backoffs, gram[1:])
+
+
+def _write_arpa(probs: dict, backoffs: dict, order: int) -> str:
+    by_order: list[list[tuple[str, ...]]] = [[] for _ in range(order + 1)]
+    for gram in probs:
+        by_order[len(gram)].append(gram)
+    by_order[1].append(("<s>",))  # a context only: ARPA's convention, log10 prob -99
+    lines = ["\\data\\", *(f"ngram {n}={len(by_order[n])}" for n in range(1, order + 1)), ""]
+    for n in range(1, order + 1):
+        lines.append(f"\\{n}-grams:")
+        for gram in sorted(by_order[n]):
+            prob = -99.0 if gram == ("<s>",) else math.log10(probs[gram])
+            bow = backoffs.get(gram)
+            tail = f" {math.log10(bow):.6f}" if bow is not None and n < order else ""
+            lines.append(f"{prob:.6f} {' '.join(gram)}{tail}")
+        lines.append("")
+    return "\n".join([*lines, "\\end\\", ""])
+
+
 class WordFusion(LanguageModel):
     """An `ArpaLM` seen through the acoustic model's units (decoding only, no parameters)."""
 
