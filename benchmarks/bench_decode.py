@@ -18,6 +18,7 @@ length, so the timings are an upper bound on a trained model's.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import statistics
 import string
@@ -34,8 +35,10 @@ from asrkit.cli.common import user_errors
 from asrkit.config import load_yaml
 from asrkit.data.manifest import Utterance, read_manifest
 from asrkit.decoding import DecodeOptions, beam_search, decode_utterances
+from asrkit.decoding.api import fusion_lm
 from asrkit.features import Fbank, load_audio
 from asrkit.io import atomic_write_json, refuse_overwrite
+from asrkit.lm.model import LanguageModel
 from asrkit.model.las import LAS
 from asrkit.tokenizer import CharTokenizer
 
@@ -75,7 +78,11 @@ def end_to_end(loaded: LoadedModel, utts: list[Utterance], opts: DecodeOptions) 
 
 
 def batched_vs_single(
-    loaded: LoadedModel, utts: list[Utterance], opts: DecodeOptions, repeats: int
+    loaded: LoadedModel,
+    utts: list[Utterance],
+    opts: DecodeOptions,
+    repeats: int,
+    lm: LanguageModel | None = None,
 ) -> dict:
     """Search-only wall time of both modes, alternated `repeats` times (best and median kept).
 
@@ -92,10 +99,13 @@ def batched_vs_single(
         for first in range(0, len(feats), opts.batch_size):
             chunk = feats[first : first + opts.batch_size]
             lengths = torch.tensor([f.shape[0] for f in chunk])
-            batched += beam_search(model, pad_sequence(chunk, batch_first=True), lengths, opts)
+            padded = pad_sequence(chunk, batch_first=True)
+            batched += beam_search(model, padded, lengths, opts, lm=lm)
         batched_times.append(time.perf_counter() - started)
         started = time.perf_counter()
-        single = [beam_search(model, f[None], torch.tensor([f.shape[0]]), opts)[0] for f in feats]
+        single = [
+            beam_search(model, f[None], torch.tensor([f.shape[0]]), opts, lm=lm)[0] for f in feats
+        ]
         single_times.append(time.perf_counter() - started)
     same = sum(a.tokens == b.tokens for a, b in zip(batched, single, strict=True))
     return {
@@ -124,6 +134,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=1, help="timings of each search mode")
+    parser.add_argument("--lm", help="LM_DIR or .arpa: also time beam search fused with it")
+    parser.add_argument("--lm-weight", type=float, default=0.3)
+    parser.add_argument("--length-bonus", type=float, default=0.0)
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--force", action="store_true", help="replace an earlier --json")
     args = parser.parse_args()
@@ -148,19 +161,29 @@ def main() -> None:
         "batch_size": base.batch_size,
         "greedy": end_to_end(loaded, utts, greedy),
         f"beam{args.beam}": end_to_end(loaded, utts, beam),
-        "batched_vs_single": batched_vs_single(loaded, utts, beam, args.repeats),
     }
+    lm, searched = None, beam
+    if args.lm:  # the same beam with the LM fused; batched vs one at a time on that search
+        searched = dataclasses.replace(
+            beam, lm=args.lm, lm_weight=args.lm_weight, length_bonus=args.length_bonus
+        )
+        lm = fusion_lm(loaded, searched)
+        results[f"beam{args.beam}+lm"] = end_to_end(loaded, utts, searched)
+        results["lm"] = {"path": args.lm, "weight": args.lm_weight, "bonus": args.length_bonus}
+    results["batched_vs_single"] = batched_vs_single(loaded, utts, searched, args.repeats, lm)
     table = Table(title=f"decoding, {len(utts)} dev-clean utterances, {results['host']}")
     for column in ("search", "audio (s)", "wall (s)", "RTF"):
         table.add_column(column, justify="right")
-    for name in ("greedy", f"beam{args.beam}"):
+    for name in [k for k in ("greedy", f"beam{args.beam}", f"beam{args.beam}+lm") if k in results]:
         row = results[name]
         table.add_row(name, f"{row['audio_s']:.1f}", f"{row['wall_s']:.1f}", f"{row['rtf']:.3f}")
     console = Console()
     console.print(table)
     bvs = results["batched_vs_single"]
+    fused = " + LM" if args.lm else ""
     console.print(
-        f"beam {args.beam} search only (best of {args.repeats}): batched {bvs['batched_s']:.1f} s,"
+        f"beam {args.beam}{fused} search only (best of {args.repeats}): batched"
+        f" {bvs['batched_s']:.1f} s,"
         f" one at a time {bvs['single_s']:.1f} s, speed-up {bvs['speedup']:.1f}x (median "
         f"{bvs['speedup_median']:.1f}x), identical {bvs['identical']}"
     )
