@@ -9,7 +9,6 @@ atomically, so its presence means the part is complete: that is what makes re-ru
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections import Counter
@@ -283,7 +282,7 @@ def reuse_part(name: str, out_dir: Path, record: dict[str, Any], force: bool) ->
         return None
     saved = load_record(out_dir, name)
     if saved is None:
-        return dataclasses.replace(previous, inputs_recorded=False)
+        return replace(previous, inputs_recorded=False)
     found = changes(record, saved)
     if found:
         raise UserError(
