@@ -127,7 +127,7 @@ def test_results_table_is_generated_from_reports(tmp_path: Path) -> None:
     cmd = [sys.executable, str(script), "--out", str(out), str(tmp_path / "exp")]
     subprocess.run(cmd, check=True, capture_output=True)
     assert (
-        "| digits_global | pblstm + lstm | 9.9 | local | bpe (5) | 0.5 | test | 4 | 0.3 | 3.10 "
+        "| digits_global | pblstm + lstm | 9.9 | local | bpe (5) | 0.5 | test | 4 | 0.3 | - | 3.10 "
         "| 1.20 | 10.0 | 200 | 800 | 23 | 4071 | 10.0 | 1 | 160 | 0.050 |" in out.read_text()
     )
     # An ensemble: the report names its members' checkpoints, each a trained experiment.
@@ -143,9 +143,14 @@ def test_results_table_is_generated_from_reports(tmp_path: Path) -> None:
     (pair / "eval" / "test" / "report.json").write_text(
         json.dumps({**report, "rtf": 0.05, "decode": {"beam": 4}, "ensemble": ensemble})
     )
+    fused = tmp_path / "exp" / "digits_global" / "eval" / "test_lm"
+    fused.mkdir()
+    lm_decode = {"beam": 4, "ctc_weight": 0.3, "lm": "exp/lm_char/final.pt", "lm_weight": 0.4}
+    (fused / "report.json").write_text(json.dumps({**report, "rtf": 0.05, "decode": lm_decode}))
     subprocess.run(cmd, check=True, capture_output=True)
+    assert "| test_lm | 4 | 0.3 | 0.4 x lm_char | 3.10 |" in out.read_text()
     assert (
-        "| pair (2 members) | pblstm + lstm | 9.9 | local | bpe (5) | 0.5 | test | 4 | ? | 3.10 "
+        "| pair (2 members) | pblstm + lstm | 9.9 | local | bpe (5) | 0.5 | test | 4 | ? | - | 3.10 "
         "| 1.20 | 10.0 | 200 | 800 | 23 / 23 | 3397 / 3366 | 10.0 | 2 | 321 | 0.050 |"
         in out.read_text()
     )

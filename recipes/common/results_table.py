@@ -64,6 +64,15 @@ def _trained(folders: list[Path]) -> list[str]:
     ]
 
 
+def _lm(decode: dict) -> str:
+    """ "0.3 x lm" (weight x LM folder or file), "-" without fusion."""
+    if not decode.get("lm") or not decode.get("lm_weight"):
+        return "-"
+    path = Path(decode["lm"])
+    name = path.parent.name if path.name in ("final.pt", "lm.arpa") else path.name
+    return f"{decode['lm_weight']:g} x {name}"
+
+
 def _row(path: Path) -> str:
     exp, test_set = path.parents[2], path.parent.name
     report = json.loads(path.read_text())
@@ -86,6 +95,7 @@ def _row(path: Path) -> str:
         test_set,
         decode.get("beam", "?"),
         decode.get("ctc_weight", "?"),
+        _lm(decode),
         f"{100 * report['wer']:.2f}",
         f"{100 * report['cer']:.2f}",
         f"{100 * report['ser']:.1f}",
@@ -123,17 +133,18 @@ def main() -> None:
         "Columns: model = encoder + decoder, params = millions of parameters, "
         "units = output units (vocabulary size), guide = guided-attention weight at "
         "the start of training (- = none), beam (1 = greedy), CTC = weight of the CTC prefix score "
-        "in the search (0 = attention alone), epochs (whole ones), optimizer steps (`attnasr train "
+        "in the search (0 = attention alone), LM = weight x language model fused in the "
+        "search (- = none), epochs (whole ones), optimizer steps (`attnasr train "
         "--max-steps` repeats a budget-stopped run on another host) and minutes of training "
         "(validation excluded), the CPU threads it ran with, its throughput in audio seconds "
         "per second, and the decoding real-time factor. An ensemble's row (N members: models "
         "trained side by side, decoded with their mean scores) gives each member's epochs and "
         "steps (a / b), its longest training time and the threads and throughput summed.",
         "",
-        "| experiment | model | params | attention | units | guide | test set | beam | CTC "
+        "| experiment | model | params | attention | units | guide | test set | beam | CTC | LM "
         "| WER % | CER % | SER % | utts | words | epochs | steps | train min | threads "
         "| audio s/s | RTF |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     atomic_write_text(args.out, "\n".join([*header, *table]) + "\n")
     print(f"wrote {args.out} ({len(table)} rows)")
