@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from asrkit.data.sampler import make_batches
 from asrkit.io import UserError, require_file
 from asrkit.scoring.normalize import normalize_librispeech
 from asrkit.tokenizer import EOS_ID, Tokenizer
@@ -83,19 +84,9 @@ def make_batch(rows: list[Tensor]) -> LMBatch:
 
 def token_batches(rows: list[Tensor], max_tokens: int) -> list[list[int]]:
     """Indices of `rows` grouped by length into batches of at most `max_tokens` padded tokens
-    (a longer sentence gets a batch of its own), in a fixed order."""
-    order = sorted(range(len(rows)), key=lambda i: (len(rows[i]), i))
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        width = len(rows[i]) + 1  # the longest so far, since they are sorted
-        if current and width * (len(current) + 1) > max_tokens:
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
+    (a longer sentence gets a batch of its own), in a fixed order: the acoustic batching
+    (`make_batches`) over sentence lengths + <eos>."""
+    return make_batches([len(r) + 1 for r in rows], max_tokens)
 
 
 def split_dev(sentences: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
