@@ -150,8 +150,8 @@ def test_results_table_is_generated_from_reports(tmp_path: Path) -> None:
     subprocess.run(cmd, check=True, capture_output=True)
     assert "| test_lm | 4 | 0.3 | 0.4 x lm_char | 3.10 |" in out.read_text()
     assert (
-        "| pair (2 members) | pblstm + lstm | 9.9 | local | bpe (5) | 0.5 | test | 4 | ? | - | 3.10 "
-        "| 1.20 | 10.0 | 200 | 800 | 23 / 23 | 3397 / 3366 | 10.0 | 2 | 321 | 0.050 |"
+        "| pair (2 members) | pblstm + lstm | 9.9 | local | bpe (5) | 0.5 | test | 4 | ? | - "
+        "| 3.10 | 1.20 | 10.0 | 200 | 800 | 23 / 23 | 3397 / 3366 | 10.0 | 2 | 321 | 0.050 |"
         in out.read_text()
     )
 
