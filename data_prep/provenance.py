@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,28 +34,27 @@ def inputs_path(out_dir: Path, name: str) -> Path:
     return Path(out_dir) / f"{name}.inputs.json"
 
 
-def _text_fingerprint(paths: Iterable[Path]) -> dict[str, Any]:
-    digest, count = hashlib.sha256(), 0
-    for path in sorted({Path(p).absolute() for p in paths}):
-        state = file_sha256(path) if path.is_file() else "missing"
-        digest.update(f"{path}\t{state}\n".encode())
-        count += 1
-    return {"files": count, "sha256": digest.hexdigest()}
+def _content(path: Path) -> str:
+    return file_sha256(path) if path.is_file() else "missing"
 
 
-def _audio_fingerprint(paths: Iterable[Path]) -> dict[str, Any]:
-    digest, count = hashlib.sha256(), 0
-    for path in sorted({Path(p).absolute() for p in paths}):
-        try:
-            stat = path.stat()
-            # a folder named where a file should be counts as missing: its time changes
-            # whenever a file is written into it (this very part's outputs, perhaps)
-            state = f"{stat.st_size}\t{stat.st_mtime_ns}" if path.is_file() else "missing"
-        except OSError:
-            state = "missing"
-        digest.update(f"{path}\t{state}\n".encode())
-        count += 1
-    return {"files": count, "sha256": digest.hexdigest()}
+def _size_and_time(path: Path) -> str:
+    # A folder named where a file should be counts as missing: its time changes whenever a
+    # file is written into it (this very part's outputs, perhaps).
+    try:
+        stat = path.stat()
+    except OSError:
+        return "missing"
+    return f"{stat.st_size}\t{stat.st_mtime_ns}" if path.is_file() else "missing"
+
+
+def _fingerprint(paths: Iterable[Path], state_of: Callable[[Path], str]) -> dict[str, Any]:
+    """sha256 over "absolute path, state" of every distinct path, sorted, and their count."""
+    distinct = sorted({Path(p).absolute() for p in paths})
+    digest = hashlib.sha256()
+    for path in distinct:
+        digest.update(f"{path}\t{state_of(path)}\n".encode())
+    return {"files": len(distinct), "sha256": digest.hexdigest()}
 
 
 def input_record(
@@ -76,8 +75,8 @@ def input_record(
         "version": RECORD_VERSION,
         "preparer": preparer,
         "options": options,
-        "transcripts": _text_fingerprint(text_files),
-        "audio": _audio_fingerprint(audio_files),
+        "transcripts": _fingerprint(text_files, _content),
+        "audio": _fingerprint(audio_files, _size_and_time),
     }
 
 

@@ -403,3 +403,51 @@ def test_train_lm_ngram_builds_a_normalised_arpa_that_fuses(tmp_path: Path) -> N
     assert fused.exit_code == 0, fused.output
     again = runner.invoke(app, ["train-lm", str(text), "--out", str(out), "--kind", "ngram"])
     assert again.exit_code == 1 and "already exists" in again.stderr
+
+
+def test_tune_weights_decodes_every_combination_and_writes_the_choice(tmp_path: Path) -> None:
+    exp = tiny_experiment(tmp_path / "exp")
+    cfg = LMExperimentConfig(LMConfig(embed_dim=16, hidden=32, layers=1, dropout=0.0))
+    save_lm(tmp_path / "lm" / "final.pt", _lm(), cfg, _tokenizer())
+    rows = []
+    for i, seconds in enumerate((0.8, 1.2)):
+        audio = write_tone(tmp_path / f"u{i}.wav", seconds)
+        rows.append(
+            {
+                "id": f"s-{i}",
+                "audio": str(audio),
+                "duration": seconds,
+                "sample_rate": 16000,
+                "speaker": "s",
+                "text": "A CAT",
+            }
+        )
+    manifest = tmp_path / "dev.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "tune"
+    args = [
+        "tune-weights",
+        "--model",
+        str(exp),
+        "--manifest",
+        str(manifest),
+        "--lm",
+        str(tmp_path / "lm"),
+        "--lm-weights",
+        "0.2,0.5",
+        "--length-bonuses",
+        "0,1",
+        "--beam",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "tune.json").read_text())
+    assert len(record["rows"]) == 4 and record["rows"][0]["wer"] <= record["rows"][-1]["wer"]
+    assert {r["lm_weight"] for r in record["rows"]} == {0.2, 0.5}
+    assert record["chosen"]["lm_weight"] == record["rows"][0]["lm_weight"]
+    assert "decode:" in (out / "decode.yaml").read_text()

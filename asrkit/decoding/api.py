@@ -66,6 +66,7 @@ def decode_utterances(
     opts: DecodeOptions,
     progress: bool = True,
     console: Console | None = None,
+    lm: LanguageModel | None = None,
 ) -> tuple[list[Transcript], DecodeTiming]:
     """Decode manifest utterances (any length) with greedy or beam search.
 
@@ -75,11 +76,14 @@ def decode_utterances(
         utts: utterances; only `id` and `audio` are needed (`duration` orders the batches).
         opts: search options; beam 1 without CTC weight runs greedy search (beam search with
             one beam for an ensemble, which is the same search).
-
-    Raises:
-        UserError: ensemble members with different tokenizers or features.
         progress: show a progress bar (on `console`, stderr by default).
         console: where progress and warnings go.
+        lm: the fused language model when the caller has loaded it already (a weight sweep
+            loads it once); None loads `opts.lm` when `opts.lm_weight` > 0.
+
+    Raises:
+        UserError: ensemble members with different tokenizers or features, or an LM that
+            does not fit (`fusion_lm`).
 
     Returns:
         One `Transcript` per utterance in input order, and the timing of the whole run
@@ -87,7 +91,8 @@ def decode_utterances(
     """
     started = time.perf_counter()
     models = ensemble_members(loaded)
-    lm = fusion_lm(models[0], opts)
+    if lm is None:
+        lm = fusion_lm(models[0], opts)
     order = sorted(range(len(utts)), key=lambda i: -utts[i].duration)
     results: list[Transcript | None] = [None] * len(utts)
     rate = _rate(models[0])
@@ -290,10 +295,11 @@ def fusion_lm(loaded: LoadedModel, opts: DecodeOptions) -> LanguageModel | None:
         raise UserError(f"an LM weight ({opts.lm_weight}) was given but no LM (--lm LM_DIR)")
     from asrkit.lm.checkpoint import check_units, is_arpa, load_lm, resolve_lm
 
-    if is_arpa(resolve_lm(Path(opts.lm))):  # a word n-gram: scored where units end words
+    path = resolve_lm(Path(opts.lm))
+    if is_arpa(path):  # a word n-gram: scored where the model's units end words
         from asrkit.lm.ngram import ArpaLM, WordFusion
 
-        return WordFusion(ArpaLM.load(resolve_lm(Path(opts.lm))), loaded.tokenizer)
+        return WordFusion(ArpaLM.load(path), loaded.tokenizer)
     device = str(next(loaded.model.parameters()).device)
     fused = load_lm(Path(opts.lm), device)
     check_units(fused, loaded.tokenizer, opts.lm, loaded.path)

@@ -92,10 +92,11 @@ def _lm_scorer(lm: Path, units: object, nbest: Path) -> Callable[[list[Alternati
     """How the new LM scores a list: a word n-gram reads the texts, a neural LM the units."""
     from asrkit.lm.checkpoint import is_arpa, load_lm, resolve_lm
 
-    if is_arpa(resolve_lm(lm)):
+    path = resolve_lm(lm)
+    if is_arpa(path):
         from asrkit.lm.ngram import ArpaLM
 
-        arpa = ArpaLM.load(resolve_lm(lm))
+        arpa = ArpaLM.load(path)
         return lambda alts: [arpa.sentence_score(a.text) for a in alts]
     loaded = load_lm(lm)
     if units_digest(loaded.tokenizer.pieces) != units:

@@ -76,6 +76,11 @@ def tune_weights(
     loaded = load_model(model, device)
     utts = read_manifest(manifest)
     refs = {u.id: u.text for u in utts}
+    fused = None
+    if lm is not None:  # loaded once for the whole sweep (an ARPA file takes seconds to parse)
+        from asrkit.decoding.api import fusion_lm
+
+        fused = fusion_lm(loaded, loaded.decode_options(lm=str(lm), lm_weight=1.0))
     combos = (
         grid.combinations()
         if lm is not None
@@ -88,7 +93,9 @@ def tune_weights(
     for lm_weight, bonus, ctc in combos:
         fusion = {"lm": str(lm), "lm_weight": lm_weight} if lm is not None and lm_weight > 0 else {}
         opts = loaded.decode_options(beam=beam, ctc_weight=ctc, length_bonus=bonus, **fusion)
-        transcripts, timing = decode_utterances(loaded, utts, opts, console=console)
+        transcripts, timing = decode_utterances(
+            loaded, utts, opts, console=console, lm=fused if fusion else None
+        )
         report = score(refs, {t.id: t.text for t in transcripts}, bootstrap=10)
         row = {
             "lm_weight": lm_weight if fusion else 0.0,
