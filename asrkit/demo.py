@@ -48,7 +48,7 @@ OUTPUTS = ("data", "exp", "transcripts", "plots", "report")
 # Model selection needs a dev set that is neither train nor test: the training speakers of one
 # voice variant are held out of training for it (the test split keeps its own unseen variants).
 DEV_VARIANT = "f5"
-PLOTTED_UTTERANCES = 4
+PLOTTED_UTTERANCES = 20  # the report.html shows these utterances with their attention
 
 
 @dataclass(frozen=True)
@@ -273,7 +273,8 @@ def print_summary(result: DemoResult, console: Console | None = None) -> None:
     table.add_row("training", f"{result.train_minutes:.1f} min")
     table.add_row("whole demo", f"{result.total_minutes:.1f} min")
     out = result.out_dir
-    table.add_row("report", f"{result.report_dir / 'report.md'}")
+    table.add_row("report (open in a browser)", f"{result.report_dir / 'report.html'}")
+    table.add_row("report (text)", f"{result.report_dir / 'report.md'}")
     table.add_row("transcripts", f"{out / 'transcripts' / 'transcripts.jsonl'}")
     table.add_row("alignment plots", f"{out / 'plots'}, {result.report_dir / 'plots'}")
     table.add_row("training curves", f"{out / 'exp' / 'plots'}")

@@ -21,9 +21,15 @@ from rich.console import Console
 
 from asrkit.decoding.writers import write_nbest
 from asrkit.io import UserError, ensure_writable_dir, file_sha256
-from asrkit.scoring.compare import compare_with, print_comparison, write_comparison
+from asrkit.scoring.compare import (
+    compare_with,
+    other_hypotheses,
+    print_comparison,
+    write_comparison,
+)
 from asrkit.scoring.formats import read_transcripts
 from asrkit.scoring.health import HealthFlags, attention_health
+from asrkit.scoring.html import write_html
 from asrkit.scoring.render import print_summary
 from asrkit.scoring.report import ScoreReport, score
 
@@ -33,7 +39,7 @@ if TYPE_CHECKING:
     from asrkit.decoding import DecodeOptions, DecodeTiming, Transcript
 
 OUTPUTS = ("report.json", "report.md", "ref.trn", "hyp.trn", "utterances.jsonl", "nbest.jsonl")
-OUTPUTS += ("alignments.pra", "compare.json")
+OUTPUTS += ("alignments.pra", "compare.json", "report.html")
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class ScoringOptions:
     worst: int = 10  # worst utterances listed (and plotted in model mode)
     compare: Path | None = None  # another evaluate output folder to test against
     force: bool = False  # overwrite earlier results in the output folder
+    html: bool = True  # also write report.html (one self-contained page for a browser)
 
     def __post_init__(self) -> None:
         if self.bootstrap < 10:
@@ -72,11 +79,16 @@ def prepare_out_dir(out_dir: Path, force: bool) -> Path:
 def _finish(report: ScoreReport, out_dir: Path, opts: ScoringOptions, console: Console) -> None:
     report.write(out_dir, worst=opts.worst)
     print_summary(report, console, worst=min(opts.worst, 5))
+    result = other_hyps = None
     if opts.compare is not None:
         result = compare_with(report, opts.compare, opts.bootstrap, opts.seed)
         write_comparison(result, out_dir)
         print_comparison(result, console)
+        other_hyps = other_hypotheses(opts.compare)
     console.print(f"wrote {out_dir}/report.json, report.md, utterances.jsonl, alignments.pra")
+    if opts.html:
+        page = write_html(report, out_dir, result, other_hyps)
+        console.print(f"open {page} in a browser", highlight=False)
 
 
 def evaluate_files(
@@ -109,6 +121,7 @@ def evaluate_files(
         normalizer=opts.normalizer,
         speakers=refs.speakers or hyps.speakers or None,
         durations=refs.durations or hyps.durations or None,
+        audio=_resolved(refs.audio, Path(ref).parent) or _resolved(hyps.audio, Path(hyp).parent),
         bootstrap=opts.bootstrap,
         seed=opts.seed,
         rtf=None,
@@ -116,6 +129,11 @@ def evaluate_files(
     )
     _finish(report, out_dir, opts, console)
     return report
+
+
+def _resolved(audio: dict[str, str], base: Path) -> dict[str, str]:
+    """A manifest's recordings, relative paths taken from the manifest's folder."""
+    return {i: str(base / path) for i, path in audio.items()}
 
 
 @dataclass(frozen=True)
@@ -236,6 +254,7 @@ def score_decoded(
         speakers={u.id: u.speaker for u in utts if u.speaker},
         durations={u.id: u.duration for u in utts},
         health=_health(transcripts),
+        audio={u.id: u.audio for u in utts},
         bootstrap=opts.bootstrap,
         seed=opts.seed,
         rtf=decoded.timing.rtf,
@@ -266,6 +285,7 @@ def score_decoded(
             {"model": str(m.path), "model_sha256": file_sha256(m.path)} for m in members
         ]
     worst = report.worst(opts.worst)
+    report.meta["worst"] = opts.worst  # how many of the worst utterances are plotted
     report.meta["plots"] = _plot_worst(decoded.loaded, utts, transcripts, worst, out_dir / "plots")
     if decoded.search.nbest > 1:  # for `attnasr rescore`, which re-ranks without decoding
         write_nbest(out_dir / "nbest.jsonl", transcripts, decoded.search, decoded.loaded)

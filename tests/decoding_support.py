@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import string
 from pathlib import Path
 
@@ -69,3 +70,27 @@ def assert_batched_beam_equals_alone(model: LAS, batch: Batch, opts: DecodeOptio
         assert hyp.tokens == alone.tokens
         assert hyp.score == pytest.approx(alone.score, abs=1e-4)
         torch.testing.assert_close(hyp.attention, alone.attention, atol=1e-5, rtol=0)
+
+
+def tiny_eval_set(
+    tmp_path: Path, seed: int = 0, name: str = "exp", ids: tuple[str, ...] = ()
+) -> tuple[Path, Path]:
+    """A tiny untrained experiment folder `tmp_path/name` and a 3-utterance manifest of noise
+    (`tmp_path/test.jsonl`); `ids` replaces the utterance ids (speakers stay spk0/spk1)."""
+    from asrkit.testing import tiny_model
+    from asrkit.tokenizer import SPECIALS
+
+    tokenizer = CharTokenizer([*SPECIALS, "▁", *"EINOTWHR"])
+    model = tiny_model(vocab_size=tokenizer.vocab_size, seed=seed)
+    save_checkpoint(tmp_path / name / "final.pt", model, tiny_config(), tokenizer)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, text in enumerate(["ONE TWO", "THREE", "NINE TEN"]):
+        audio = tmp_path / f"u{i}.wav"
+        sf.write(audio, (0.1 * rng.standard_normal(8000 + 2000 * i)).astype(np.float32), 16000)
+        utt_id = ids[i] if ids else f"spk{i % 2}-{i}"
+        row = {"id": utt_id, "audio": str(audio), "duration": (8000 + 2000 * i) / 16000}
+        rows.append({**row, "sample_rate": 16000, "speaker": f"spk{i % 2}", "text": text})
+    manifest = tmp_path / "test.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return tmp_path / name, manifest

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
+from decoding_support import tiny_eval_set
 from typer.testing import CliRunner
 
 from asrkit.cli.main import app
@@ -89,32 +88,11 @@ def test_compare(files, tmp_path: Path) -> None:
     assert english.exit_code == 1 and "not comparable" in english.output
 
 
-def _model_and_manifest(tmp_path: Path, seed: int = 0, name: str = "exp") -> tuple[Path, Path]:
-    """A tiny untrained experiment folder and a 3-utterance manifest of noise."""
-    from asrkit.checkpoint import save_checkpoint
-    from asrkit.testing import tiny_config, tiny_model
-    from asrkit.tokenizer import SPECIALS, CharTokenizer
-
-    tokenizer = CharTokenizer([*SPECIALS, "▁", *"EINOTWHR"])
-    model = tiny_model(vocab_size=tokenizer.vocab_size, seed=seed)
-    save_checkpoint(tmp_path / name / "final.pt", model, tiny_config(), tokenizer)
-    rng = np.random.default_rng(0)
-    rows = []
-    for i, text in enumerate(["ONE TWO", "THREE", "NINE TEN"]):
-        audio = tmp_path / f"u{i}.wav"
-        sf.write(audio, (0.1 * rng.standard_normal(8000 + 2000 * i)).astype(np.float32), 16000)
-        row = {"id": f"spk{i % 2}-{i}", "audio": str(audio), "duration": (8000 + 2000 * i) / 16000}
-        rows.append({**row, "sample_rate": 16000, "speaker": f"spk{i % 2}", "text": text})
-    manifest = tmp_path / "test.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return tmp_path / name, manifest
-
-
 @pytest.mark.slow
 def test_model_mode(tmp_path: Path) -> None:
     from asrkit.io import file_sha256
 
-    _, manifest = _model_and_manifest(tmp_path)
+    _, manifest = tiny_eval_set(tmp_path)
     out = tmp_path / "eval"
     result = run("--model", tmp_path / "exp", "--manifest", manifest, "--out", out,
                  "--device", "cpu", "--worst", "2", "--bootstrap", "50")  # fmt: skip
@@ -137,8 +115,8 @@ def test_model_mode_with_an_ensemble(tmp_path: Path) -> None:
     from asrkit.testing import tiny_config, tiny_model
     from asrkit.tokenizer import SPECIALS, CharTokenizer
 
-    first, manifest = _model_and_manifest(tmp_path, seed=0, name="a")
-    second, _ = _model_and_manifest(tmp_path, seed=1, name="b")
+    first, manifest = tiny_eval_set(tmp_path, seed=0, name="a")
+    second, _ = tiny_eval_set(tmp_path, seed=1, name="b")
     result = run("--model", first, "--model", second, "--manifest", manifest,
                  "--out", tmp_path / "eval", "--device", "cpu", "--bootstrap", "50")  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -163,7 +141,7 @@ def test_model_mode_with_an_ensemble(tmp_path: Path) -> None:
 
 def test_model_mode_length_penalty(tmp_path: Path) -> None:
     """--length-penalty reaches the search (the report records it); a negative one is refused."""
-    exp, manifest = _model_and_manifest(tmp_path)
+    exp, manifest = tiny_eval_set(tmp_path)
     out = tmp_path / "eval"
     result = run("--model", exp, "--manifest", manifest, "--out", out, "--device", "cpu",
                  "--beam", "2", "--length-penalty", "0.5", "--bootstrap", "50")  # fmt: skip

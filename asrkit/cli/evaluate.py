@@ -83,6 +83,14 @@ def evaluate_command(
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite earlier results in --out.")
     ] = False,
+    html: Annotated[
+        bool,
+        typer.Option(
+            "--html/--no-html",
+            help="Also write OUT/report.html: one self-contained page (tables, every utterance's"
+            " coloured alignment, attention plots, audio players).",
+        ),
+    ] = True,
 ) -> None:
     """Decode and score a test set (WER, CER, SER, CIs, breakdowns), or score given files.
 
@@ -91,7 +99,7 @@ def evaluate_command(
     """
     from asrkit.evaluation import ModelOptions, ScoringOptions, evaluate_files, evaluate_model
 
-    opts = ScoringOptions(normalizer.value, bootstrap, seed, worst, compare, force)
+    opts = ScoringOptions(normalizer.value, bootstrap, seed, worst, compare, force, html)
     if model and manifest is not None and ref is None and hyp is None:
         device_name = resolve_device(device)
         decode = ModelOptions(

@@ -99,6 +99,12 @@ def compare_with(
     }
 
 
+def other_hypotheses(other_dir: Path) -> dict[str, str]:
+    """The other system's normalised hypotheses by utterance id (for the HTML report)."""
+    _, rows = _read_other(Path(other_dir))
+    return {utt_id: str(row["hyp"]) for utt_id, row in rows.items()}
+
+
 def write_comparison(result: dict[str, Any], out_dir: Path) -> Path:
     path = Path(out_dir) / "compare.json"
     atomic_write_json(path, result)

@@ -32,6 +32,7 @@ class TranscriptSet:
     texts: dict[str, str] = field(default_factory=dict)
     speakers: dict[str, str] = field(default_factory=dict)
     durations: dict[str, float] = field(default_factory=dict)
+    audio: dict[str, str] = field(default_factory=dict)  # a manifest's recordings
 
     def add(self, utt_id: str, text: str, where: str) -> None:
         if utt_id in self.texts:
@@ -66,6 +67,8 @@ def _read_jsonl(result: TranscriptSet, lines: list[str]) -> None:
             result.speakers[utt_id] = str(row["speaker"])
         if isinstance(row.get("duration"), (int, float)):
             result.durations[utt_id] = float(row["duration"])
+        if isinstance(row.get("audio"), str):
+            result.audio[utt_id] = row["audio"]
 
 
 def _read_lines(result: TranscriptSet, lines: list[str]) -> None:

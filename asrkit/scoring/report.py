@@ -48,6 +48,7 @@ class UttScore:
     ref_chars: int
     duration: float | None = None
     health: HealthFlags | None = None
+    audio: str | None = None  # the recording, when known (model mode, or a manifest as ref)
 
     @property
     def errors(self) -> int:
@@ -68,7 +69,7 @@ class UttScore:
         row.update(hyp=self.hyp, errors=self.errors, ref_words=self.ref_words, wer=self.wer)
         row.update(correct=a.correct, substitutions=a.substitutions, deletions=a.deletions)
         row.update(insertions=a.insertions, char_errors=self.char_errors)
-        row.update(ref_chars=self.ref_chars, duration=self.duration)
+        row.update(ref_chars=self.ref_chars, duration=self.duration, audio=self.audio)
         row["health"] = None if self.health is None else self.health.to_dict()
         row["flags"] = [] if self.health is None else self.health.names()
         return row
@@ -311,6 +312,7 @@ def score(
     speakers: dict[str, str] | None = None,
     durations: dict[str, float] | None = None,
     health: dict[str, HealthFlags] | None = None,
+    audio: dict[str, str] | None = None,
     bootstrap: int = 1000,
     seed: int = 0,
     rtf: float | None = None,
@@ -326,6 +328,7 @@ def score(
             if every id has one, else unknown (the bootstrap then resamples utterances).
         durations: seconds per id, copied to the per-utterance file.
         health: attention-health flags per id (model mode).
+        audio: the recording's path per id, for the HTML report's player.
         bootstrap: number of bootstrap replications for the WER CI.
         seed: bootstrap seed.
         rtf: real-time factor of the decoding, None when not decoded here.
@@ -357,6 +360,7 @@ def score(
                 ref_chars=ref_chars,
                 duration=(durations or {}).get(utt_id),
                 health=(health or {}).get(utt_id),
+                audio=(audio or {}).get(utt_id),
             )
         )
     if not any(u.ref_words for u in utts):
