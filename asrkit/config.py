@@ -50,7 +50,7 @@ class ListenerConfig:
     ff_mult: int = 4  # self-attention encoders only: feed-forward width multiple
     left_context: int = -1  # self-attention only: time-restricted mask, -1 = unlimited
     right_context: int = -1  # self-attention only: time-restricted mask, -1 = unlimited
-    dropout: float = 0.1
+    dropout: float = 0.1  # dropout between layers (and inside self-attention blocks)
     # Subsampling front end: "conv1d" (strided 1-D convs over time, mel bins as channels;
     # conv_subsample 2, 4 or 8) or "conv2d" (ESPnet's 2-D convs over time x frequency, the
     # Conformer front end; conv_subsample 4 or 6)
@@ -123,7 +123,7 @@ class SpellerConfig:
     embed_dim: int = 128  # token embedding size
     hidden: int = 256  # LSTM decoder size
     layers: int = 1  # LSTM decoder layers
-    dropout: float = 0.1
+    dropout: float = 0.1  # dropout on the token embedding and on the pre-output layer
     # feed the previous context into the LSTM (LAS, Luong's input feeding); without it the
     # LSTM runs over all decoder steps at once in training, and so does a stateless attention
     # (dot, general, multihead)
@@ -205,16 +205,16 @@ class SpecAugmentConfig:
     # the utterance's mean power in those bins, drawn from `noise_burst_db` (low, high). Added
     # in the power domain, so speech louder than the burst shows through. 0 disables them.
     noise_bursts: int = 0
-    noise_burst_width: int = 10
-    noise_burst_db: tuple[float, ...] = (-10.0, 5.0)
+    noise_burst_width: int = 10  # see noise_bursts: a burst's longest length, frames
+    noise_burst_db: tuple[float, ...] = (-10.0, 5.0)  # see noise_bursts: level range, dB
     # Stationary background noise (as Kaldi's MUSAN or SpeechBrain's AddNoise recipes, but
     # synthesised): with probability `noise_prob` an utterance gets Gaussian noise over all its
     # frames at an SNR in dB drawn from `noise_snr` (low, high) against the utterance's mean
     # power, with a spectrum that tilts linearly over the mel bins by a slope in dB drawn from
     # +-`noise_tilt_db` (dull to bright). Added in the power domain. Empty disables it.
     noise_snr: tuple[float, ...] = ()
-    noise_prob: float = 0.5
-    noise_tilt_db: float = 12.0
+    noise_prob: float = 0.5  # see noise_snr: share of utterances that get noise
+    noise_tilt_db: float = 12.0  # see noise_snr: largest spectral tilt, dB
     # Piecewise tempo perturbation (pitch and spectra kept): the utterance is cut at random
     # frames into pieces of about `tempo_piece_frames` frames and each piece is stretched in
     # time by its own factor, log-uniform in `tempo_range` (low, high), so one word is drawn
@@ -222,7 +222,7 @@ class SpecAugmentConfig:
     # +-10% stretches every word alike and moves the pitch. Empty disables it. Training
     # throughput (audio-s/s) counts the stretched frames.
     tempo_range: tuple[float, ...] = ()
-    tempo_piece_frames: int = 50
+    tempo_piece_frames: int = 50  # see tempo_range: mean piece length, frames
 
     def __post_init__(self) -> None:
         if self.noise_bursts < 0 or self.noise_burst_width < 1:
@@ -256,7 +256,7 @@ class SpecAugmentConfig:
 class OptimConfig:
     optimizer: str = "adamw"  # "adam" or "adamw"
     lr: float = 1e-3  # peak learning rate
-    weight_decay: float = 1e-6
+    weight_decay: float = 1e-6  # decoupled (adamw) or L2 (adam) weight decay
     warmup_steps: int = 500  # linear warm-up to the peak
     decay: str = "noam"  # "noam" (inverse sqrt after warm-up), "cosine" or "constant"
     min_lr: float = 1e-5  # floor of the decay
@@ -266,7 +266,7 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    max_epochs: int = 30
+    max_epochs: int = 30  # epochs; also the length of the learning-rate schedule
     max_minutes: float = 0.0  # 0 = no time budget
     # Stop after this many optimizer steps (0 = no limit), as the time budget stops: mid-epoch
     # with a partial validation, at an epoch's end with a full one. A budget-stopped run is
@@ -281,14 +281,14 @@ class TrainConfig:
     # with this weight at the start, fading linearly to 0 over guide_epochs epochs; it gets an
     # attention decoder past the stage where every token attends the same few frames
     guide_weight: float = 0.0
-    guide_epochs: int = 4
+    guide_epochs: int = 4  # see guide_weight: epochs over which the guide fades out
     # SortaGrad: this many first epochs take their batches shortest first, not shuffled
     sortagrad: int = 0
     keep_best: int = 3  # best checkpoints kept (by dev WER) and averaged into the final model
     patience: int = 0  # early stopping after this many epochs without a better dev epoch; 0 = off
     align_check_steps: int = 2000  # warn in plain words if attention is not aligned by then
     num_workers: int = 0  # data-loader workers
-    seed: int = 0
+    seed: int = 0  # seeds model init, batching, augmentation and dropout
     precision: str = "fp32"  # "fp32", "bf16" or "fp16" (mixed precision on CUDA)
     plot_utterances: int = 3  # dev utterances whose attention is plotted each epoch
     log_every: int = 10  # steps between metrics.jsonl lines
@@ -306,12 +306,12 @@ class DecodeConfig:
     length_penalty: float = 1.0  # score / length**penalty normalisation (0 = none)
     eos_threshold: float = 1.5  # eos only if its log-prob is within this of the best token
     max_len_ratio: float = 2.0  # max output tokens per encoder frame (8x subsampling: 25 per s)
-    min_len_ratio: float = 0.0
+    min_len_ratio: float = 0.0  # min output tokens per encoder frame before eos is allowed
     repeat_ngram: int = (
         40  # loop guard: longest cycle (tokens) whose back-to-back copies are limited
     )
     repeat_copies: int = 4  # loop guard: this back-to-back copy of a cycle is blocked
-    batch_size: int = 16
+    batch_size: int = 16  # utterances decoded together (each with its beam)
     max_segment_seconds: float = 20.0  # longer audio is cut at quiet points
     # CTC prefix scoring only within this many encoder frames of the attention peak (a step
     # then costs O(window), not O(T)); 0 = every frame (exact).
@@ -320,13 +320,13 @@ class DecodeConfig:
     # step's peak and att_window_back before it (keeps content attention from jumping back
     # and repeating); 0 = all frames
     att_window: int = 0
-    att_window_back: int = 4
+    att_window_back: int = 4  # see att_window: frames before the previous peak
     # Shallow fusion with a language model (`attnasr train-lm`): its path (an LM_DIR or .pt,
     # relative paths from the current folder; empty = none), the weight of its log-probs, and
     # a bonus per output unit that keeps fusion from favouring short hypotheses.
     lm: str = ""
-    lm_weight: float = 0.0
-    length_bonus: float = 0.0
+    lm_weight: float = 0.0  # see lm: weight of the LM's log-probabilities
+    length_bonus: float = 0.0  # see lm: bonus per output unit
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ class LMConfig:
     kind: str = "lstm"  # "lstm" or "transformer"
     embed_dim: int = 256  # token embedding (the LSTM input; the Transformer's width is `hidden`)
     hidden: int = 512  # LSTM state size, or the Transformer's model width
-    layers: int = 2
+    layers: int = 2  # LSTM layers or Transformer blocks
     heads: int = 4  # Transformer only
     ff_mult: int = 4  # Transformer only: feed-forward width multiple
-    dropout: float = 0.2
+    dropout: float = 0.2  # dropout on embeddings and between layers
     tie_embeddings: bool = False  # share input embedding and output projection (needs
     # embed_dim == hidden for the LSTM)
 
@@ -42,17 +42,17 @@ class LMConfig:
 
 @dataclass(frozen=True)
 class LMTrainConfig:
-    max_epochs: int = 30
+    max_epochs: int = 30  # passes over the training text
     max_minutes: float = 0.0  # wall-clock budget for the training steps; 0 = none
     max_tokens: int = 16000  # padded tokens per batch (sentences are grouped by length)
-    lr: float = 2e-3
-    weight_decay: float = 0.0
+    lr: float = 2e-3  # peak learning rate (AdamW)
+    weight_decay: float = 0.0  # AdamW weight decay
     warmup_steps: int = 200  # linear warm-up, then the rate falls as 1/sqrt(step)
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # max global gradient norm
     dev_fraction: float = 0.02  # held-out share of the text when no --valid is given
     max_sentence_tokens: int = 400  # longer sentences are cut (tokens)
     patience: int = 3  # stop after this many epochs without a better dev perplexity; 0 = never
-    seed: int = 0
+    seed: int = 0  # seeds init, the dev split and batching
 
     def __post_init__(self) -> None:
         if self.max_tokens < 16:
