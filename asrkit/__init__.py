@@ -104,7 +104,8 @@ def evaluate(
     Args:
         model: EXP_DIR or checkpoint path; a list of them decodes as an ensemble.
         manifest: JSON-lines manifest with reference texts.
-        out_dir: receives report.json, report.md, ref.trn, hyp.trn, utterances.jsonl, plots/.
+        out_dir: receives report.json, report.md, report.html, ref.trn, hyp.trn,
+            utterances.jsonl, alignments.pra, plots/.
         beam: beam size; None keeps the experiment's decode config.
         force: overwrite earlier results in `out_dir`.
         lm: a language model fused in the search, with `lm_weight`; None keeps the config's.

@@ -250,7 +250,7 @@ def _utterance(utt: UttScore, report: ScoreReport, out_dir: Path, other: Alignme
 
 
 def _utterances(report: ScoreReport, out_dir: Path, others: dict[str, Alignment] | None) -> str:
-    headers = [("id", "id"), ("speaker", "speaker"), ("duration", "s"), ("words", "words")]
+    headers = [("id", "id"), ("speaker", "speaker"), ("duration", "seconds"), ("words", "words")]
     headers += [("errors", "errors"), ("wer", "WER")]
     if others is not None:
         headers += [("other", "other errors"), ("delta", "this - other")]
