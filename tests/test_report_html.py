@@ -84,7 +84,8 @@ def test_no_html_writes_no_page(tmp_path: Path) -> None:
     assert not (tmp_path / "A" / "report.html").exists()
 
 
-def test_compare_page_lists_the_utterances_that_differ_first(tmp_path: Path) -> None:
+def compared(tmp_path: Path) -> Path:
+    """Two systems scored on three utterances, A compared with B; returns A's folder."""
     ref = tmp_path / "ref.txt"
     ref.write_text("a-1 one two three\na-2 four five\nb-3 six seven eight nine\n")
     same_b = tmp_path / "b.txt"
@@ -95,7 +96,11 @@ def test_compare_page_lists_the_utterances_that_differ_first(tmp_path: Path) -> 
     result = evaluate("--ref", ref, "--hyp", hyp_a, "--out", tmp_path / "A",
                       "--compare", tmp_path / "B")  # fmt: skip
     assert result.exit_code == 0, result.output
-    page = (tmp_path / "A" / "report.html").read_text(encoding="utf-8")
+    return tmp_path / "A"
+
+
+def test_compare_page_lists_the_utterances_that_differ_first(tmp_path: Path) -> None:
+    page = (compared(tmp_path) / "report.html").read_text(encoding="utf-8")
     assert page_ids(page) == ["b-3", "a-2", "a-1"]  # differs; then by errors, then id
     assert "<h2>Comparison</h2>" in page and "MAPSSWE" in page
     assert 'data-differ="1"' in page and page.count('data-differ="0"') == 2
@@ -166,6 +171,30 @@ def test_page_says_so_when_a_recording_moved_after_the_report(
         note.wait_for(timeout=5000)
         assert note.inner_text().startswith("audio file missing or unreadable: ")
         assert first.locator("audio").count() == 0
+        browser.close()
+
+
+def test_compare_page_in_headless_chromium(tmp_path: Path) -> None:
+    sync_api = _browser()
+    report = compared(tmp_path)
+    problems: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda exc: problems.append(str(exc)))
+        page.goto((report / "report.html").as_uri())
+        first = page.locator("#utterances tbody.utt").first
+        assert first.get_attribute("data-id") == "b-3"
+        first.locator("tr.head").click()
+        assert first.locator(".ali").count() == 2  # this system's alignment and the other's
+        assert first.locator(".ali .sub").count() == 1  # EIGHT -> ATE, here only
+        page.locator("#utterances th[data-key=delta]").click()
+        deltas = page.locator("#utterances tbody.utt").evaluate_all(
+            "bodies => bodies.map(b => parseFloat(b.dataset.delta))"
+        )
+        assert deltas == sorted(deltas)
+        assert problems == []
         browser.close()
 
 
