@@ -64,6 +64,9 @@ class ListenerConfig:
     # self-attention only: blocks (1-based) after which the CTC head also reads the encoder,
     # for intermediate CTC (Lee & Watanabe 2021); weighted by model.inter_ctc_weight
     inter_ctc_layers: tuple[int, ...] = ()
+    # pblstm only: left-to-right LSTMs (size 2 x hidden) instead of BiLSTMs, so the listener
+    # can run while audio arrives (`attnasr transcribe --stream`, `asrkit.Stream`)
+    streaming: bool = False
 
     def __post_init__(self) -> None:
         # Checks across fields (subsampling per front end, heads dividing the width) run when

@@ -25,6 +25,7 @@ from asrkit.cli.common import (
     resolve_device,
     user_errors,
 )
+from asrkit.io import UserError
 
 
 class OutputFormat(str, Enum):
@@ -44,7 +45,6 @@ class TimestampSource(str, Enum):
 
 @user_errors
 def transcribe(
-    audio: Annotated[list[str], typer.Argument(help="Audio files, folders or @list.txt files.")],
     model: Annotated[
         list[Path],
         typer.Option(
@@ -52,6 +52,9 @@ def transcribe(
             help="Experiment folder or .pt checkpoint; repeat it to decode with an ensemble.",
         ),
     ],
+    audio: Annotated[
+        list[str] | None, typer.Argument(help="Audio files, folders or @list.txt files.")
+    ] = None,
     beam: BeamOption = None,
     ctc_weight: CtcWeightOption = None,
     ctc_window: CtcWindowOption = None,
@@ -79,13 +82,43 @@ def transcribe(
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite earlier results in --out.")
     ] = False,
+    stream: Annotated[
+        bool,
+        typer.Option(
+            "--stream",
+            help="Decode while feeding the audio in chunks, as a live source: partial and final"
+            " hypotheses as JSON lines (streaming models only; greedy).",
+        ),
+    ] = False,
+    stdin: Annotated[
+        bool,
+        typer.Option("--stdin", help="Stream raw 16-bit mono PCM from stdin (with --sample-rate)."),
+    ] = False,
+    sample_rate: Annotated[
+        int | None,
+        typer.Option("--sample-rate", help="Rate of the --stdin PCM (or that files must have)."),
+    ] = None,
+    chunk_ms: Annotated[
+        int, typer.Option("--chunk-ms", min=10, help="--stream: milliseconds of audio per chunk.")
+    ] = 160,
 ) -> None:
     """Transcribe audio: one file prints to stdout, several go to --out DIR; prints the RTF.
+
+    With --stream (or --stdin) a streaming model decodes while the audio is fed in chunks;
+    partial and final hypotheses go to stdout as JSON lines, or to DIR/<id>.stream.jsonl.
 
     Exit codes: 0 every input decoded; 1 an error, or no input could be decoded (nothing is
     written); 3 some inputs could not be decoded (the others are written, the failures are
     listed in DIR/summary.json).
     """
+    if stream or stdin:
+        from asrkit.streaming.cli import stream_command
+
+        stream_command(audio or [], model, stdin, sample_rate, chunk_ms, beam, out, force,
+                       resolve_device(device), console)  # fmt: skip
+        return
+    if not audio:
+        raise UserError("give audio files, folders or @list.txt (or --stdin with --stream)")
     from asrkit.decoding.run import run_transcribe, timing_table
 
     overrides = {

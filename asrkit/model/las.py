@@ -92,7 +92,18 @@ def build_listener(cfg: ExperimentConfig) -> PyramidalListener | SelfAttentionEn
                 "transformer and conformer listeners"
             )
         return PyramidalListener(
-            n_mels, lc.hidden, lc.layers, lc.conv_subsample, lc.lstm_before_pyramid, lc.dropout
+            n_mels,
+            lc.hidden,
+            lc.layers,
+            lc.conv_subsample,
+            lc.lstm_before_pyramid,
+            lc.dropout,
+            streaming=lc.streaming,
+        )
+    if lc.streaming:
+        raise ConfigError(
+            "listener.streaming is built for listener.kind pblstm (left-to-right LSTMs); "
+            "self-attention encoders cannot stream yet"
         )
     if lc.kind not in ("transformer", "conformer"):
         raise ConfigError(

@@ -61,6 +61,25 @@ class BiLSTM(nn.Module):
         return y * valid_mask(lengths, x.shape[1]).unsqueeze(2).to(y.dtype), lengths
 
 
+class UniLSTM(nn.Module):
+    """Left-to-right LSTM on padded tensors: output t reads input frames 0..t only, so a
+    streaming listener can run it chunk by chunk with its state carried over.
+
+    Args:
+        input_dim: D.
+        hidden: the LSTM size; the output is (B, T, hidden).
+    """
+
+    def __init__(self, input_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(input_dim, hidden, batch_first=True)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, T, D), lengths (B,) -> (B, T, hidden) zero on padding, lengths."""
+        y, _ = self.lstm(x)
+        return y * valid_mask(lengths, x.shape[1]).unsqueeze(2).to(y.dtype), lengths
+
+
 def pyramid_pairs(x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
     """Concatenate adjacent frames: (B, T, D) -> (B, ceil(T/2), 2D), L -> ceil(L/2).
 
@@ -168,6 +187,10 @@ class PyramidalListener(nn.Module):
         conv_subsample: 1 (none), 2 or 4.
         lstm_before_pyramid: one BiLSTM at the input rate before the first pairing, as in LAS.
         dropout: between layers.
+        streaming: left-to-right LSTMs of size 2H instead of BiLSTMs (the output width stays
+            2H): every output frame then depends on the input up to its own time, plus one
+            frame of look-ahead per stride-2 convolution, so the listener can run while audio
+            arrives (`asrkit.streaming`).
 
     Example:
         >>> listener = PyramidalListener(80, 32, levels=2)
@@ -184,18 +207,24 @@ class PyramidalListener(nn.Module):
         conv_subsample: int = 1,
         lstm_before_pyramid: bool = True,
         dropout: float = 0.0,
+        streaming: bool = False,
     ) -> None:
         super().__init__()
         self.conv = (
             ConvSubsampling(input_dim, hidden, conv_subsample) if conv_subsample > 1 else None
         )
+        self.streaming = streaming
+
+        def lstm(dim_in: int) -> nn.Module:
+            return UniLSTM(dim_in, 2 * hidden) if streaming else BiLSTM(dim_in, hidden)
+
         dim = hidden if self.conv is not None else input_dim
-        self.first = BiLSTM(dim, hidden) if lstm_before_pyramid else None
+        self.first = lstm(dim) if lstm_before_pyramid else None
         if self.first is not None:
             dim = 2 * hidden
         self.levels = nn.ModuleList()
         for _ in range(levels):
-            self.levels.append(BiLSTM(2 * dim, hidden))
+            self.levels.append(lstm(2 * dim))
             dim = 2 * hidden
         self.output_dim = dim
         self.subsampling = conv_subsample * 2**levels

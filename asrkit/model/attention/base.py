@@ -173,6 +173,9 @@ class Attention(nn.Module, ABC):
     """
 
     stateless: ClassVar[bool] = False
+    # State entries that are (B, T) tensors over the frames (a previous alignment): a stream
+    # extends them with zeros as frames arrive (`asrkit.streaming`).
+    frame_state: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, query_dim: int, memory_dim: int) -> None:
         super().__init__()
@@ -190,6 +193,13 @@ class Attention(nn.Module, ABC):
     @abstractmethod
     def step(self, query: Tensor, mem: AttendMemory, state: State, mode: Mode) -> AttentionOutput:
         """One output step. query (B, query_dim) -> context (B, D), weights (B, T)."""
+
+    def step_is_final(self, state: State, new_state: State, mem: AttendMemory) -> Tensor:
+        """(B,) bool: this eval step (from `state` to `new_state`) read only frames that it
+        would also read if more frames came after `mem`'s, so it cannot change when they do.
+        A stream keeps such a step and waits for more audio otherwise. Kinds that normalise
+        over every frame never are."""
+        return torch.zeros_like(mem.lengths, dtype=torch.bool)
 
     def auxiliary_loss(self, log_prob_sum: Tensor, entropy_sum: Tensor, reward: Tensor) -> Tensor:
         """Extra training loss (REINFORCE for stochastic hard attention); zero otherwise.

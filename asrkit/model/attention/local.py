@@ -45,6 +45,7 @@ class _WindowAttention(DotAttention):
     """Shared window machinery: softmax of window energies over [centre - D_l, centre + D]."""
 
     stateless = False  # local-m centres on the previous step; both read through gradient sinks
+    frame_state = ("prev",)  # the previous alignment, with the location score
 
     def __init__(
         self,
@@ -208,6 +209,10 @@ class LocalMAttention(_WindowAttention):
             cfg.kernel,
             cfg.centre,
         )
+
+    def step_is_final(self, state: State, new_state: State, mem: AttendMemory) -> Tensor:
+        """The whole window [centre - D_l, centre + D] lies within the frames so far."""
+        return state["centre"] + self.window < mem.lengths
 
     def initial_state(self, mem: AttendMemory) -> State:
         """{"centre": (B,) long, the window centre of the next step; starts at frame 0}, plus

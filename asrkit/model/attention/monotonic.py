@@ -175,6 +175,8 @@ class MonotonicAttention(Attention):
         True
     """
 
+    frame_state = ("alpha",)
+
     def __init__(
         self,
         query_dim: int,
@@ -289,6 +291,11 @@ class MonotonicAttention(Attention):
         alpha = torch.zeros_like(state["alpha"]).scatter(1, frames.unsqueeze(1), alive)
         new_state = {**state, "alpha": alpha, "pointer": pointer, "exhausted": exhausted}
         return AttentionOutput(context, weights, new_state)
+
+    def step_is_final(self, state: State, new_state: State, mem: AttendMemory) -> Tensor:
+        """The scan stopped on a frame it has: later frames cannot move it (a scan that ran
+        off the end of the frames so far may stop on one still to come)."""
+        return ~new_state["exhausted"]
 
     def attended_frame(
         self, pointer: Tensor, exhausted: Tensor, mem: AttendMemory

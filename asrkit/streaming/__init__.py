@@ -1,0 +1,13 @@
+"""Streaming recognition: features, a left-to-right listener and greedy decoding that run
+while audio arrives (`Stream`), for models trained with `listener.streaming: true` and
+monotonic, MoChA or local-m attention."""
+
+from asrkit.streaming.stream import (
+    STREAMING_KINDS,
+    Partial,
+    Stream,
+    StreamResult,
+    streaming_problem,
+)
+
+__all__ = ["STREAMING_KINDS", "Partial", "Stream", "StreamResult", "streaming_problem"]
