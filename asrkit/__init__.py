@@ -1,6 +1,7 @@
 """asrkit: the library behind the `attnasr` command.
 
-The public API is three functions; everything else is importable from its module.
+The public API is three functions and `Stream` (recognition while audio arrives); everything
+else is importable from its module.
 
 Example:
     >>> import asrkit
@@ -129,4 +130,13 @@ def evaluate(
     )
 
 
-__all__ = ["__version__", "evaluate", "load_model", "transcribe"]
+def __getattr__(name: str) -> object:
+    """`asrkit.Stream`: streaming recognition (`asrkit.streaming.Stream`), imported on use."""
+    if name == "Stream":
+        from asrkit.streaming import Stream
+
+        return Stream
+    raise AttributeError(f"module 'asrkit' has no attribute {name!r}")
+
+
+__all__ = ["Stream", "__version__", "evaluate", "load_model", "transcribe"]

@@ -155,13 +155,27 @@ KIND_OVERRIDES: dict[str, tuple[str, ...]] = {
 }
 
 
-def load_demo_config(attention: str, minutes: float | None) -> ExperimentConfig:
+def load_demo_config(
+    attention: str, minutes: float | None, streaming: bool = False
+) -> ExperimentConfig:
     """`asrkit/conf/demo.yaml` with the chosen attention kind (and what it needs, see
-    `KIND_OVERRIDES`) and training budget."""
+    `KIND_OVERRIDES`), training budget and, with `streaming`, a left-to-right listener.
+
+    Raises:
+        UserError: an unknown kind, a budget <= 0, or `streaming` with a kind that reads every
+            frame.
+    """
     from asrkit.model.attention import resolve_kind
+    from asrkit.streaming import KINDS_TEXT, STREAMING_KINDS
 
     kind = resolve_kind(attention)  # a typo fails now, not after the data preparation
+    if streaming and kind not in STREAMING_KINDS:
+        raise UserError(
+            f"--streaming needs {KINDS_TEXT} attention (they can emit before the end of the"
+            f" audio); {kind} reads every frame"
+        )
     overrides = [f"attention.kind={attention}", *KIND_OVERRIDES.get(kind, ())]
+    overrides += ["listener.streaming=true"] if streaming else []
     cfg = apply_overrides(load_yaml(DEMO_CONFIG), overrides)
     if minutes is not None:
         if minutes <= 0:
@@ -228,6 +242,7 @@ def run_demo(
     device: str = "cpu",
     limit: int | None = None,
     console: Console | None = None,
+    streaming: bool = False,
 ) -> DemoResult:
     """Prepare the embedded corpus, train, transcribe the held-out speakers and score them.
 
@@ -240,6 +255,7 @@ def run_demo(
         limit: use only the first `limit` training utterances (and a quarter as many test
             utterances), for quick checks.
         console: where progress and tables go (stderr by default).
+        streaming: train a streaming model (left-to-right listener), for `transcribe --stream`.
 
     Returns:
         The held-out WER/CER and where the outputs are.
@@ -253,7 +269,7 @@ def run_demo(
 
     started = time.perf_counter()
     console = console or Console(stderr=True)
-    cfg = load_demo_config(attention, minutes)
+    cfg = load_demo_config(attention, minutes, streaming)
     out_dir = prepare_out_dir(out_dir, force)
     console.rule("[bold]1/4 prepare the embedded corpus")
     train_jsonl, dev_jsonl, test_jsonl = prepare_data(out_dir / "data", cfg, limit)

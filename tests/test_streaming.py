@@ -22,9 +22,10 @@ from asrkit.decoding import greedy_search
 from asrkit.features import Fbank
 from asrkit.io import UserError
 from asrkit.model.las import LAS
-from asrkit.streaming import Stream, streaming_problem
+from asrkit.streaming import Stream, StreamResult, streaming_problem
 from asrkit.streaming.encoder import IncrementalListener
 from asrkit.streaming.features import StreamingFbank
+from asrkit.streaming.search import segmented_greedy
 from asrkit.testing import tiny_config
 from asrkit.tokenizer import CharTokenizer
 
@@ -54,8 +55,10 @@ def chirp(seconds: float, rate: int = 16000) -> torch.Tensor:
     return torch.tensor(0.3 * np.sin(2 * np.pi * (200 + 300 * t) * t) + noise, dtype=torch.float32)
 
 
-def run_stream(loaded: LoadedModel, wave: torch.Tensor, chunk: int) -> tuple[list, object]:
-    stream = Stream(loaded, loaded.decode_options(beam=1))
+def run_stream(
+    loaded: LoadedModel, wave: torch.Tensor, chunk: int, endpoint_seconds: float = 0.0
+) -> tuple[list, StreamResult]:
+    stream = Stream(loaded, loaded.decode_options(beam=1), endpoint_seconds)
     partials = []
     for start in range(0, wave.numel(), chunk):
         partials += stream.accept(wave[start : start + chunk])
@@ -107,6 +110,23 @@ def test_stream_ends_with_greedy_searchs_hypothesis(kind: str, chunk: int) -> No
     assert len(result.emitted) == len(result.words)
 
 
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("chunk", [1000, 2560])
+def test_stream_segments_equal_segmented_greedy(kind: str, chunk: int) -> None:
+    loaded = streaming_model(kind)
+    wave = torch.cat([chirp(2.0), torch.zeros(8000), chirp(2.0), torch.zeros(16000), chirp(1.5)])
+    feats = Fbank(loaded.config.features)(wave).unsqueeze(0)
+    with torch.no_grad():
+        encoded = loaded.model.encode(feats, torch.tensor([feats.shape[1]]))
+    opts = loaded.decode_options(beam=1)
+    offline = segmented_greedy(loaded.model, encoded, opts, 5, TOKENIZER)  # 0.2 s of frames
+    _, result = run_stream(loaded, wave, chunk, endpoint_seconds=0.2)
+    streamed = [(start, hyp.tokens) for start, hyp in result.segments]
+    assert streamed == [(start, hyp.tokens) for start, hyp in offline]
+    if kind.startswith("local-m"):  # these untrained models end early: the stream goes on
+        assert len(offline) > 1 and result.words[-1].end > 4.0
+
+
 def test_a_stream_commits_before_the_end() -> None:
     partials, result = run_stream(streaming_model("monotonic"), chirp(2.0), 2560)
     assert len(partials) >= 3 and partials[0].seconds < 1.0
@@ -151,7 +171,9 @@ def test_transcribe_stream_writes_partials_then_the_offline_text(
     stream_exp: Path, chirp_file: Path
 ) -> None:
     args = ["transcribe", str(chirp_file), "--model", str(stream_exp), "--device", "cpu"]
-    streamed = runner.invoke(app, [*args, "--stream", "--chunk-ms", "160"])
+    streamed = runner.invoke(
+        app, [*args, "--stream", "--chunk-ms", "160", "--endpoint-seconds", "0"]
+    )
     offline = runner.invoke(app, [*args, "--beam", "1", "--ctc-weight", "0"])
     assert streamed.exit_code == 0 and offline.exit_code == 0, streamed.output
     rows = events(streamed.stdout)
@@ -186,6 +208,21 @@ def test_stream_refusals(stream_exp: Path, chirp_file: Path, tmp_path: Path) -> 
     assert beam.exit_code == 1 and "greedily" in beam.output
     rate = runner.invoke(app, [*base, "--model", str(stream_exp), "--sample-rate", "8000"])
     assert rate.exit_code == 1 and "recorded at 16000 Hz" in rate.output
+
+
+def test_public_stream_takes_a_path_and_the_demo_refuses_a_global_stream(
+    stream_exp: Path, tmp_path: Path
+) -> None:
+    import asrkit
+
+    stream = asrkit.Stream(stream_exp)
+    assert stream.accept(torch.zeros(1600)) == [] and stream.finish().text == ""
+    with pytest.raises(UserError, match="finished"):
+        stream.accept(torch.zeros(10))
+    demo = runner.invoke(app, ["demo", "--out", str(tmp_path / "d"), "--streaming",
+                               "--attention", "global"])  # fmt: skip
+    assert demo.exit_code == 1 and "reads every frame" in demo.output
+    assert not (tmp_path / "d").exists()
 
 
 def test_stream_out_folder_keeps_earlier_results(

@@ -24,6 +24,14 @@ def demo_command(
         False
     ),
     device: DeviceOption = "auto",
+    streaming: Annotated[
+        bool,
+        typer.Option(
+            "--streaming",
+            help="Train a streaming model (left-to-right listener; monotonic, mocha or local-m"
+            " attention) for transcribe --stream.",
+        ),
+    ] = False,
     limit: Annotated[
         int | None, typer.Option("--limit", hidden=True, help="Use only N training utterances.")
     ] = None,
@@ -40,6 +48,7 @@ def demo_command(
         device=resolve_device(device),
         limit=limit,
         console=console,
+        streaming=streaming,
     )
     print_summary(result, console)
 

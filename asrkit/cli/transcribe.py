@@ -101,6 +101,15 @@ def transcribe(
     chunk_ms: Annotated[
         int, typer.Option("--chunk-ms", min=10, help="--stream: milliseconds of audio per chunk.")
     ] = 160,
+    endpoint_seconds: Annotated[
+        float,
+        typer.Option(
+            "--endpoint-seconds",
+            min=0.0,
+            help="--stream: audio after the decoder's end of sentence that starts the next"
+            " segment (0 = one segment).",
+        ),
+    ] = 1.0,
 ) -> None:
     """Transcribe audio: one file prints to stdout, several go to --out DIR; prints the RTF.
 
@@ -114,8 +123,8 @@ def transcribe(
     if stream or stdin:
         from asrkit.streaming.cli import stream_command
 
-        stream_command(audio or [], model, stdin, sample_rate, chunk_ms, beam, out, force,
-                       resolve_device(device), console)  # fmt: skip
+        stream_command(audio or [], model, stdin, sample_rate, chunk_ms, endpoint_seconds,
+                       beam, out, force, device, console)  # fmt: skip
         return
     if not audio:
         raise UserError("give audio files, folders or @list.txt (or --stdin with --stream)")

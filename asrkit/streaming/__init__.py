@@ -3,6 +3,7 @@ while audio arrives (`Stream`), for models trained with `listener.streaming: tru
 monotonic, MoChA or local-m attention."""
 
 from asrkit.streaming.stream import (
+    KINDS_TEXT,
     STREAMING_KINDS,
     Partial,
     Stream,
@@ -10,4 +11,11 @@ from asrkit.streaming.stream import (
     streaming_problem,
 )
 
-__all__ = ["STREAMING_KINDS", "Partial", "Stream", "StreamResult", "streaming_problem"]
+__all__ = [
+    "KINDS_TEXT",
+    "STREAMING_KINDS",
+    "Partial",
+    "Stream",
+    "StreamResult",
+    "streaming_problem",
+]

@@ -16,10 +16,11 @@ def stream_command(
     stdin: bool,
     sample_rate: int | None,
     chunk_ms: int,
+    endpoint_seconds: float,
     beam: int | None,
     out: Path | None,
     force: bool,
-    device: str,
+    device: str,  # as given: auto, cpu or cuda
     console: Console,
 ) -> None:
     """Stream files or stdin with one streaming model.
@@ -44,7 +45,9 @@ def stream_command(
         raise UserError("give audio files or --stdin, not both")
     if stdin and sample_rate is None:
         raise UserError("--stdin needs --sample-rate (the rate of the raw 16-bit PCM)")
-    loaded = load_model(models[0], device)
+    if device == "cuda":  # one utterance, one step at a time: the CPU is the place for it
+        raise UserError("--stream decodes on the CPU; leave --device at auto or cpu")
+    loaded = load_model(models[0], "cpu")
     problem = streaming_problem(loaded)
     if problem is not None:
         raise UserError(problem)
@@ -57,4 +60,4 @@ def stream_command(
         paths = collect_audio(audio)
         sources = [file_source(p, rate, chunk, sample_rate) for p in paths]
     opts = loaded.decode_options(beam=1)
-    run_stream(loaded, sources, opts, out, force, console)
+    run_stream(loaded, sources, opts, endpoint_seconds, out, force, console)

@@ -103,11 +103,12 @@ def stream_one(
     loaded: LoadedModel,
     source: StreamSource,
     opts: DecodeOptions,
+    endpoint_seconds: float,
     emit: Sink,
     console: Console,
 ) -> StreamResult:
     """Run one source through a `Stream`, writing its events to `emit` as they come."""
-    stream = Stream(loaded, opts)
+    stream = Stream(loaded, opts, endpoint_seconds)
     for samples in source.chunks:
         for partial in stream.accept(samples):
             _partial_event(source.id, partial, emit, console)
@@ -140,6 +141,7 @@ def run_stream(
     loaded: LoadedModel,
     sources: list[StreamSource],
     opts: DecodeOptions,
+    endpoint_seconds: float,
     out: Path | None,
     force: bool,
     console: Console,
@@ -155,12 +157,12 @@ def run_stream(
     results = []
     for source in sources:
         if out is None:
-            results.append(stream_one(loaded, source, opts, sys.stdout, console))
+            results.append(stream_one(loaded, source, opts, endpoint_seconds, sys.stdout, console))
             continue
         events, text = out / f"{source.id}.stream.jsonl", out / f"{source.id}.txt"
         refuse_overwrite([events, text], force)
         lines = _Lines()
-        result = stream_one(loaded, source, opts, lines, console)
+        result = stream_one(loaded, source, opts, endpoint_seconds, lines, console)
         atomic_write_text(events, lines.text())
         atomic_write_text(text, result.text + "\n")
         results.append(result)

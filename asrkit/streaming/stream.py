@@ -2,18 +2,21 @@
 
 Features (`StreamingFbank`) and the left-to-right listener (`IncrementalListener`) turn each
 piece of audio into the encoder frames that became final. The decoder then takes greedy steps
-over the frames it has, and keeps a step only when more frames could not change it: the
-attention says so (`Attention.step_is_final`: a monotonic scan that stopped on a frame it has,
-a local window inside the frames so far), the token is not <eos> (the end is decided when the
-input ends) and the output is below the length cap of the frames so far. Otherwise it waits
-for more audio and takes the step again. So the committed tokens never change, and at
-`finish` the hypothesis is the one greedy search finds on the whole recording (tested for
-every streaming kind and chunk size); beam search is not streamed.
+over the frames it has (`asrkit.streaming.search`) and keeps a step only when more frames
+could not change it: the attention says so (`Attention.step_is_final`: a monotonic scan that
+stopped on a frame it has, a local window inside the frames so far) and the output is below
+the length cap of the frames so far. Otherwise it waits for more audio and takes the step
+again. An <eos> ends a segment once enough audio follows it (`endpoint_seconds`), and the next
+segment starts after it, so a live stream goes on past each sentence. The committed tokens
+never change, and at `finish` the segments are the ones `segmented_greedy` finds on the whole
+recording: for a single utterance, greedy search's hypothesis (tested for every streaming kind
+and chunk size); beam search is not streamed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -21,23 +24,20 @@ from torch import Tensor
 
 from asrkit.checkpoint import LoadedModel
 from asrkit.decoding.api import SILENCE_PEAK
-from asrkit.decoding.constraints import (
-    build_hypothesis,
-    constrain,
-    length_limits,
-    normalized,
-    update_repeat_runs,
-)
+from asrkit.decoding.constraints import build_hypothesis, normalized
 from asrkit.decoding.options import DecodeOptions, Hypothesis, WordTiming
-from asrkit.decoding.timing import attention_word_times, ctc_word_times
+from asrkit.decoding.timing import attention_word_times, ctc_word_times, word_groups
 from asrkit.io import UserError
-from asrkit.model.attention.base import AttendMemory, State
-from asrkit.model.speller import ATT_PREFIX
+from asrkit.model.attention.base import AttendMemory
 from asrkit.streaming.encoder import IncrementalListener
 from asrkit.streaming.features import StreamingFbank
+from asrkit.streaming.search import Segment, SegmentSearch
 from asrkit.tokenizer import EOS_ID
 
+ENDPOINT_SECONDS = 1.0  # audio after a settled <eos> that ends a segment before the input does
+
 STREAMING_KINDS = ("monotonic", "mocha", "local-m")  # attentions that can commit early
+KINDS_TEXT = "monotonic, mocha or local-m"
 
 
 def streaming_problem(loaded: LoadedModel) -> str | None:
@@ -45,7 +45,7 @@ def streaming_problem(loaded: LoadedModel) -> str | None:
     cfg, name = loaded.config, loaded.path
     need = (
         "streaming needs a model trained with listener.streaming: true (left-to-right LSTMs)"
-        f" and {', '.join(STREAMING_KINDS)} attention"
+        f" and {KINDS_TEXT} attention"
     )
     if cfg.decoder.kind != "lstm":
         return f"{name}: a Transformer decoder; {need} and the LSTM speller"
@@ -77,70 +77,80 @@ class Partial:
 
 @dataclass(frozen=True)
 class StreamResult:
-    """The final hypothesis, with the time each word was emitted.
+    """The final transcript, with the time each word was emitted.
 
     Attributes:
-        hypothesis: as greedy search returns it (tokens, attention, score).
-        text: the transcript.
+        segments: (first encoder frame, hypothesis) per segment, as `segmented_greedy` finds
+            them (one for an utterance; a long live stream has several).
+        text: the transcript (the segments' texts joined).
         words: word times in the recording (CTC alignment when the model has a CTC head).
         emitted: per word, the audio seconds received when its last unit was committed.
         duration: seconds of audio received.
     """
 
-    hypothesis: Hypothesis
+    segments: list[tuple[int, Hypothesis]]
     text: str
     words: list[WordTiming]
     emitted: list[float]
     duration: float
 
-
-@dataclass
-class _Search:
-    """The greedy search's committed state."""
-
-    state: State | None = None
-    tokens: list[int] = field(default_factory=list)
-    log_probs: list[float] = field(default_factory=list)
-    weights: list[Tensor] = field(default_factory=list)
-    committed_at: list[float] = field(default_factory=list)
-    runs: Tensor | None = None
-    ended: bool = False
+    @property
+    def hypothesis(self) -> Hypothesis:
+        """The first segment's hypothesis (the whole one for a single utterance)."""
+        return self.segments[0][1]
 
 
 class Stream:
     """Streaming greedy recognition with one model.
 
     Args:
-        model: a loaded streaming model (see `streaming_problem`).
+        model: a loaded streaming model (see `streaming_problem`), or its experiment folder
+            or checkpoint path.
         opts: decoding options (length limits, <eos> threshold, loop guard); the model's
             `decode` config by default. Beam and CTC weight are not used.
+        endpoint_seconds: audio that must follow a settled <eos> for its segment to end
+            before the input does (the next one starts after it); 0 = one segment.
 
     Raises:
         UserError: a model that cannot stream, naming why.
 
     Example:
-        >>> stream = Stream(asrkit.load_model("exp/stream"))  # doctest: +SKIP
+        >>> stream = asrkit.Stream("exp/stream")  # doctest: +SKIP
         >>> for piece in pieces_of_audio:  # doctest: +SKIP
         ...     for partial in stream.accept(piece):
         ...         print(partial.text)
         >>> print(stream.finish().text)  # doctest: +SKIP
     """
 
-    def __init__(self, model: LoadedModel, opts: DecodeOptions | None = None) -> None:
+    def __init__(
+        self,
+        model: LoadedModel | str | Path,
+        opts: DecodeOptions | None = None,
+        endpoint_seconds: float = ENDPOINT_SECONDS,
+    ) -> None:
+        if not isinstance(model, LoadedModel):
+            from asrkit.checkpoint import load_model
+
+            model = load_model(Path(model), "cpu")
         problem = streaming_problem(model)
         if problem is not None:
             raise UserError(problem)
         self.loaded, self.las = model, model.model.eval()
         self.opts = opts or model.decode_options()
         self.rate = model.config.features.sample_rate
+        self.frame_shift = self.las.subsampling * model.config.features.hop_ms / 1000
         self.fbank = StreamingFbank(model.config.features)
         self.listener = IncrementalListener(self.las.listener)
-        self.frames = torch.zeros(1, 0, self.listener.output_dim)
+        endpoint = round(endpoint_seconds / self.frame_shift) if endpoint_seconds > 0 else 0
+        self.search = SegmentSearch(self.las, self.opts, endpoint)
+        self.segments = [self.search.new_segment(0)]
+        self.frames = torch.zeros(1, 0, self.listener.output_dim)  # a view of `values`
+        self.values = _Growing()
+        self.keys: dict[str, _Growing] = {}  # the attention's projections of the frames
         self.mem: AttendMemory | None = None
         self.received = 0
         self.heard = False  # a sample above silence has arrived: decoding starts then
         self.shown = ""  # the text of the last partial
-        self.search = _Search(runs=torch.zeros(1, max(self.opts.repeat_ngram, 0), dtype=torch.long))
         self.finished = False
 
     @torch.no_grad()
@@ -157,7 +167,7 @@ class Stream:
 
     @torch.no_grad()
     def finish(self) -> StreamResult:
-        """End of input: the remaining frames and steps; the final hypothesis."""
+        """End of input: the remaining frames and steps; the final transcript."""
         if self.finished:
             raise UserError("the stream has finished already")
         self.finished = True
@@ -178,106 +188,103 @@ class Stream:
         """Append encoder frames (T_new, D) to the attention memory, projecting only them."""
         if new.shape[0] == 0:
             return
-        self.frames = torch.cat([self.frames, new.unsqueeze(0)], dim=1)
+        self.frames = self.values.append(new.unsqueeze(0))
         lengths = torch.tensor([self.frames.shape[1]])
         added = self.las.speller.prepare(new.unsqueeze(0), torch.tensor([new.shape[0]]))
-        per_frame = all(k.shape[1] == new.shape[0] for k in added.keys.values())
-        if self.mem is None or not per_frame:  # keys that are not one per frame: all again
-            self.mem = self.las.speller.prepare(self.frames, lengths)
+        if not all(k.shape[1] == new.shape[0] for k in added.keys.values()):
+            self.mem = self.las.speller.prepare(self.frames, lengths)  # keys not per frame
             return
-        keys = {k: torch.cat([self.mem.keys[k], v], dim=1) for k, v in added.keys.items()}
-        self.mem = AttendMemory(self.frames, torch.ones(1, lengths.item(), dtype=torch.bool),
-                                lengths, keys)  # fmt: skip
+        keys = {k: self.keys.setdefault(k, _Growing()).append(v) for k, v in added.keys.items()}
+        mask = torch.ones(1, self.frames.shape[1], dtype=torch.bool)
+        self.mem = AttendMemory(self.frames, mask, lengths, keys)
 
     def _decode(self, final: bool) -> list[Partial]:
-        search, before = self.search, len(self.search.tokens)
-        if self.mem is None or search.ended or not self.heard:
+        """Commit every step that is final now; start the next segment after an endpoint."""
+        if self.mem is None or not self.heard:
             return []  # silence alone is not decoded (as `transcribe` skips silent files)
-        if search.state is None:
-            search.state = self.las.speller.initial_state(self.mem)
-        while not search.ended and self._step(final):
-            pass
+        before = sum(len(s.tokens) for s in self.segments)
+        while True:
+            segment = self.segments[-1]
+            while not segment.ended and self.search.step(segment, self.mem, final, self.seconds):
+                pass
+            start = self.search.next_start(segment, self.frames.shape[1]) if segment.ended else None
+            if start is None:
+                break
+            self.segments.append(self.search.new_segment(start))
         partial = self._partial()
-        if len(search.tokens) == before or partial.text == self.shown:
+        if sum(len(s.tokens) for s in self.segments) == before or partial.text == self.shown:
             return []  # nothing new to show (a unit that decodes to nothing, e.g. a space)
         self.shown = partial.text
         return [partial]
 
-    def _step(self, final: bool) -> bool:
-        """Take one greedy step; keep it and return True when it is final."""
-        search, mem = self.search, self.mem
-        assert mem is not None and search.state is not None and search.runs is not None
-        state = self._extended(search.state, mem.values.shape[1])
-        prev = torch.tensor([search.tokens[-1] if search.tokens else EOS_ID])
-        out = self.las.speller.step(prev, state, mem, "eval")
-        min_len, max_len = length_limits(mem.lengths, self.opts)
-        if not final and len(search.tokens) >= int(max_len[0]):
-            return False  # the cap of the frames so far; more frames may raise it
-        log_probs = torch.log_softmax(out.logits.double(), dim=-1)
-        history = torch.tensor([search.tokens], dtype=torch.long).reshape(1, -1)
-        allowed = constrain(log_probs, history, search.runs, min_len, max_len, self.opts)
-        token = int(allowed.argmax(dim=1))
-        if not final:
-            attention = self.las.speller.attention
-            settled = attention.step_is_final(_att(state), _att(out.state), mem)
-            if token == EOS_ID or not bool(settled[0]):
-                return False
-        search.tokens.append(token)
-        search.log_probs.append(float(log_probs[0, token]))
-        search.weights.append(out.weights[0])
-        search.committed_at.append(self.seconds)
-        search.runs = update_repeat_runs(search.runs, torch.tensor([search.tokens]))
-        search.state = out.state
-        search.ended = token == EOS_ID
-        return True
-
-    def _extended(self, state: State, frames: int) -> State:
-        """The state with its (B, T) frame entries padded with zeros to `frames`."""
-        keys = {ATT_PREFIX + k for k in self.las.speller.attention.frame_state}
-        return {
-            k: F.pad(v, (0, frames - v.shape[1])) if k in keys and v.shape[1] < frames else v
-            for k, v in state.items()
-        }
-
     def _partial(self) -> Partial:
-        tokens = [t for t in self.search.tokens if t != EOS_ID]
-        text = self.loaded.tokenizer.decode(tokens)
+        texts = [self.loaded.tokenizer.decode(_units(s)) for s in self.segments]
+        text = " ".join(t for t in texts if t)
         words = text.split()
-        complete = words if self.search.ended or text.endswith(" ") else words[:-1]
-        return Partial(text, complete, self.seconds)
+        last = self.segments[-1]
+        complete = last.ended or not _units(last) or texts[-1].endswith(" ")
+        return Partial(text, words if complete else words[:-1], self.seconds)
 
     def _result(self) -> StreamResult:
-        search, tokenizer = self.search, self.loaded.tokenizer
         frames = self.frames.shape[1]
-        tokens = search.tokens[:-1] if search.ended else search.tokens
-        if not search.weights:
-            hyp = build_hypothesis([], [], torch.zeros(1, frames), frames, 0.0, tokenizer)
-            return StreamResult(hyp, "", [], [], self.seconds)
-        weights = torch.stack([F.pad(w, (0, frames - w.shape[0])) for w in search.weights])
-        score = normalized(sum(search.log_probs), len(tokens), self.opts.length_penalty)
-        lps = search.log_probs[: len(tokens)]
-        hyp = build_hypothesis(tokens, lps, weights, frames, score, tokenizer)
-        shift = self.las.subsampling * self.loaded.config.features.hop_ms / 1000
-        words = self._word_times(hyp, shift)
-        return StreamResult(hyp, hyp.text, words, self._emitted(tokens), self.seconds)
+        segments, words, emitted = [], [], []
+        for segment in self.segments:
+            if not segment.weights:
+                continue
+            hyp = self._hypothesis(segment, frames)
+            segments.append((segment.start, hyp))
+            words += self._word_times(hyp, segment.start, frames)
+            groups = word_groups(hyp.tokens, self.loaded.tokenizer)
+            emitted += [segment.committed_at[group[-1]] for group in groups]
+        if not segments:
+            empty = build_hypothesis([], [], torch.zeros(1, frames), frames, 0.0, None)
+            return StreamResult([(0, empty)], "", [], [], self.seconds)
+        text = " ".join(hyp.text for _, hyp in segments if hyp.text)
+        return StreamResult(segments, text, words, emitted, self.seconds)
 
-    def _word_times(self, hyp: Hypothesis, shift: float) -> list[WordTiming]:
-        tokenizer = self.loaded.tokenizer
+    def _hypothesis(self, segment: Segment, frames: int) -> Hypothesis:
+        """The segment as greedy search returns it: weights over its own frames."""
+        length = frames - segment.start
+        tokens = _units(segment)
+        weights = torch.stack([F.pad(w, (0, length - w.shape[0])) for w in segment.weights])
+        score = normalized(sum(segment.log_probs), len(tokens), self.opts.length_penalty)
+        lps = segment.log_probs[: len(tokens)]
+        return build_hypothesis(tokens, lps, weights, length, score, self.loaded.tokenizer)
+
+    def _word_times(self, hyp: Hypothesis, start: int, frames: int) -> list[WordTiming]:
+        tokenizer, offset = self.loaded.tokenizer, start * self.frame_shift
         words = None
         if self.las.ctc is not None and self.opts.timestamps != "attention":
-            ctc = self.las.ctc_log_probs(self.frames)
+            ctc = self.las.ctc_log_probs(self.frames[:, start:frames])
             if ctc is not None:
-                words = ctc_word_times(hyp, tokenizer, ctc[0], shift)
-        return words if words is not None else attention_word_times(hyp, tokenizer, shift)
-
-    def _emitted(self, tokens: list[int]) -> list[float]:
-        """Per word, when its last unit was committed."""
-        from asrkit.decoding.timing import word_groups
-
-        groups = word_groups(tokens, self.loaded.tokenizer)
-        return [self.search.committed_at[group[-1]] for group in groups]
+                words = ctc_word_times(hyp, tokenizer, ctc[0], self.frame_shift, offset)
+        if words is None:
+            words = attention_word_times(hyp, tokenizer, self.frame_shift, offset)
+        return words
 
 
-def _att(state: State) -> State:
-    """The attention's own entries of a speller state."""
-    return {k[len(ATT_PREFIX) :]: v for k, v in state.items() if k.startswith(ATT_PREFIX)}
+def _units(segment: Segment) -> list[int]:
+    """The segment's committed units without its <eos>."""
+    return [t for t in segment.tokens if t != EOS_ID]
+
+
+class _Growing:
+    """A (1, T, ...) tensor growing along time: appends copy only the new frames (the buffer
+    doubles when full), so a long stream costs linear time."""
+
+    def __init__(self) -> None:
+        self.buffer: Tensor | None = None
+        self.length = 0
+
+    def append(self, x: Tensor) -> Tensor:
+        """Append x (1, n, ...); returns the whole (1, T, ...) so far (a view)."""
+        count = x.shape[1]
+        if self.buffer is None or self.length + count > self.buffer.shape[1]:
+            capacity = max(64, self.length + count, 2 * self.length)
+            grown = x.new_zeros(1, capacity, *x.shape[2:])
+            if self.buffer is not None:
+                grown[:, : self.length] = self.buffer[:, : self.length]
+            self.buffer = grown
+        self.buffer[:, self.length : self.length + count] = x
+        self.length += count
+        return self.buffer[:, : self.length]
