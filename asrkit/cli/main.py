@@ -32,7 +32,7 @@ def main(
 
 def _register() -> None:
     # Imported here so that `attnasr --help` stays fast and each module owns its command.
-    from asrkit.cli import demo, evaluate, lm, prepare, train, transcribe
+    from asrkit.cli import demo, evaluate, export, lm, prepare, train, transcribe
 
     prepare.register(app)
     train.register(app)
@@ -40,6 +40,7 @@ def _register() -> None:
     evaluate.register(app)
     transcribe.register(app)
     demo.register(app)
+    export.register(app)
 
 
 _register()

@@ -87,8 +87,9 @@ def pyramid_pairs(x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
     speech may hold a whole short token). The caller guarantees zeros on padding.
     """
     batch, steps, dim = x.shape
-    if steps % 2:
-        x = torch.cat([x, x.new_zeros(batch, 1, dim)], dim=1)
+    # Padding by steps % 2 frames, not `if steps % 2`: no branch on the length, so the
+    # function traces and exports (ONNX) for every length.
+    x = nn.functional.pad(x, (0, 0, 0, steps % 2))
     return x.reshape(batch, (steps + 1) // 2, 2 * dim), (lengths + 1) // 2
 
 
