@@ -1,0 +1,70 @@
+"""Greedy decoding with the exported ONNX graphs (ONNX Runtime + NumPy) against PyTorch: equal
+transcripts and the real-time factor of each, on a manifest, one thread.
+
+    python benchmarks/bench_onnx.py --model EXP --onnx EXPORTED_DIR --data test.jsonl \
+        --json benchmarks/results/onnx_demo.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from asrkit.checkpoint import load_model
+from asrkit.data.manifest import read_manifest
+from asrkit.decoding import greedy_search
+from asrkit.export.onnx_runtime import OnnxRecognizer
+from asrkit.features import Fbank, load_audio
+from asrkit.io import atomic_write_json, refuse_overwrite
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True, help="the experiment exported")
+    parser.add_argument("--onnx", type=Path, required=True, help="what attnasr export wrote")
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--force", action="store_true")
+    args = parser.parse_args()
+    refuse_overwrite([args.json], args.force)
+    torch.set_num_threads(1)
+    loaded, recognizer = load_model(args.model, "cpu"), OnnxRecognizer(args.onnx, threads=1)
+    fbank, opts = Fbank(loaded.config.features), loaded.decode_options(beam=1)
+    utts = read_manifest(args.data)[: args.limit or None]
+    waves = [load_audio(u.audio, loaded.config.features.sample_rate) for u in utts]
+    seconds = sum(w.numel() for w in waves) / loaded.config.features.sample_rate
+    started = time.perf_counter()
+    with torch.no_grad():
+        torch_texts = []
+        for wave in waves:
+            feats = fbank(wave).unsqueeze(0)
+            lengths = torch.tensor([feats.shape[1]])
+            hyp = greedy_search(loaded.model, feats, lengths, opts, loaded.tokenizer)[0]
+            torch_texts.append(hyp.text)
+    torch_wall = time.perf_counter() - started
+    started = time.perf_counter()
+    onnx_texts = [recognizer.transcribe(np.asarray(w.numpy())) for w in waves]
+    onnx_wall = time.perf_counter() - started
+    result = {
+        "model": str(args.model),
+        "data": str(args.data),
+        "utterances": len(utts),
+        "audio_seconds": seconds,
+        "equal": sum(a == b for a, b in zip(torch_texts, onnx_texts, strict=True)),
+        "torch_rtf": torch_wall / seconds,
+        "onnx_rtf": onnx_wall / seconds,
+        "threads": 1,
+    }
+    for key, value in result.items():
+        print(f"{key:14s} {value:.4f}" if isinstance(value, float) else f"{key:14s} {value}")
+    if args.json is not None:
+        atomic_write_json(args.json, result)
+
+
+if __name__ == "__main__":
+    main()
