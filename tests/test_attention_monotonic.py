@@ -383,3 +383,22 @@ def test_on_exhausted_policies(kind: str) -> None:
 def test_on_exhausted_rejects_unknown_policy() -> None:
     with pytest.raises(ConfigError, match="on_exhausted"):
         MonotonicAttention(QUERY_DIM, MEMORY_DIM, dim=8, on_exhausted="clamp")
+
+
+def test_loop_free_scan_finds_the_lazy_scans_frame() -> None:
+    """`scan_all_frames` (the exported scan) equals the lazy scan, padding and exhausted
+    items included."""
+    generator = torch.Generator().manual_seed(0)
+    for trial in range(100):
+        torch.manual_seed(trial)
+        att = MonotonicAttention(8, 6, 16, r_init=float(torch.randn(1)), g_init=3.0).eval()
+        frames = int(torch.randint(1, 30, (1,), generator=generator))
+        lengths = torch.randint(0, frames + 1, (3,), generator=generator)
+        lengths[0] = frames
+        mem = att.prepare(torch.randn(3, frames, 6, generator=generator), lengths)
+        state = att.initial_state(mem)
+        for _ in range(6):
+            query = torch.randn(3, 8, generator=generator)
+            lazy, loop_free = att.scan(query, mem, state), att.scan_all_frames(query, mem, state)
+            assert torch.equal(lazy[0], loop_free[0]) and torch.equal(lazy[1], loop_free[1])
+            state = att.step(query, mem, state, "eval").state

@@ -9,9 +9,10 @@
 - `model.json` + `features.npz`: units, features, decoding rules; `asrkit.export.onnx_runtime`
   decodes with them using ONNX Runtime and NumPy alone.
 
-Exported: the LSTM speller with a global or local attention. Not (named when refused): the hard
-monotonic scan (a loop that stops at a frame found at run time), the Transformer decoder, and
-encoders that normalise by the utterance or speaker mean.
+Exported: the LSTM speller with a global, local or monotonic attention (the hard monotonic scan
+as one masked argmax over the frames, `MonotonicAttention.scan_all_frames`: the same frame as
+the lazy scan, without its loop). Not (named when refused): stochastic hard attention, the
+Transformer decoder, and encoders that normalise by the utterance or speaker mean.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from asrkit.tokenizer import BLANK_ID, EOS_ID, SPACE, SPECIALS
 FILES = ("encoder.onnx", "decoder_step.onnx", "model.json", "features.npz")
 DECODE_KEYS = ("max_len_ratio", "min_len_ratio", "eos_threshold", "repeat_ngram", "repeat_copies")
 EXPORTABLE = ("dot", "general", "additive", "location", "multihead", "local-m", "local-p")
+EXPORTABLE += ("monotonic", "mocha")  # their hard scan exported without its loop
 
 
 def export_problem(loaded: LoadedModel) -> str | None:
@@ -45,9 +47,8 @@ def export_problem(loaded: LoadedModel) -> str | None:
         )
     if kind not in EXPORTABLE:
         return (
-            f"{name}: {kind} attention: its decoding scan is a loop that stops at a frame found"
-            " at run time, which an ONNX graph cannot express yet; exportable kinds: "
-            + ", ".join(EXPORTABLE)
+            f"{name}: {kind} attention: its decoding step samples or searches in a way an ONNX"
+            " graph does not express yet; exportable kinds: " + ", ".join(EXPORTABLE)
         )
     if cfg.model.utterance_cmn or cfg.model.speaker_cmn:
         return f"{name}: the encoder normalises by the utterance or speaker mean (not exported)"
@@ -97,6 +98,9 @@ def export_onnx(loaded: LoadedModel, out_dir: Path, force: bool = False) -> list
     refuse_overwrite(final, force)
     paths = [path.with_name("tmp." + path.name) for path in final]  # renamed when all exist
     model = loaded.model.eval().cpu()
+    attention = model.speller.attention
+    if hasattr(attention, "loop_free"):  # monotonic kinds: the scan as one masked argmax
+        attention.loop_free = True
     example = torch.zeros(1, 64, loaded.config.features.n_mels)
     with torch.no_grad():
         enc, enc_lengths = model.encode(example, torch.tensor([64]))
@@ -133,6 +137,9 @@ def export_onnx(loaded: LoadedModel, out_dir: Path, force: bool = False) -> list
     except Exception as exc:  # the exporter's errors are many and long: one line for the user
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{loaded.path}: ONNX export failed ({first[:200]})") from exc
+    finally:
+        if hasattr(attention, "loop_free"):
+            attention.loop_free = False
     _write_meta(loaded, paths, key_names, state_names)
     problem = _mismatch(loaded, paths[0].parent, paths)
     if problem is not None:

@@ -176,6 +176,8 @@ class MonotonicAttention(Attention):
     """
 
     frame_state = ("alpha",)
+    # True while exporting: the hard scan without a loop (`scan_all_frames`), same result
+    loop_free: bool = False
 
     def __init__(
         self,
@@ -282,9 +284,31 @@ class MonotonicAttention(Attention):
             searching = searching & ~stopped & (pointer < mem.lengths)
         return pointer, state["exhausted"] | ~stopped
 
+    def scan_all_frames(
+        self, query: Tensor, mem: AttendMemory, state: State
+    ) -> tuple[Tensor, Tensor]:
+        """`scan`'s result from every frame's energy at once, with no loop: O(T) per step
+        instead of the frames advanced, for graphs without control flow (ONNX export).
+
+        The first frame at or after the pointer with e > threshold (argmax of a boolean row
+        picks the first True); an item finds none and is exhausted, with pointer L_b.
+        """
+        energies = item_energies(self.energy, mem.keys["mono"], query)  # (B, T)
+        frames = torch.arange(energies.shape[1], device=energies.device).unsqueeze(0)
+        live = ~state["exhausted"].unsqueeze(1)
+        hits = (energies > self.threshold) & mem.mask & live
+        hits = hits & (frames >= state["pointer"].unsqueeze(1))
+        found = hits.any(dim=1)
+        first = hits.to(torch.int64).argmax(dim=1)
+        pointer = torch.where(
+            found, first, torch.where(state["exhausted"], state["pointer"], mem.lengths)
+        )
+        return pointer, state["exhausted"] | ~found
+
     def _hard_step(self, query: Tensor, mem: AttendMemory, state: State) -> AttentionOutput:
         with torch.no_grad():
-            pointer, exhausted = self.scan(query, mem, state)
+            scan = self.scan_all_frames if self.loop_free else self.scan
+            pointer, exhausted = scan(query, mem, state)
         frames, attends = self.attended_frame(pointer, exhausted, mem)
         weights, context = self.hard_output(frames, attends, query, mem)
         alive = (~exhausted).to(state["alpha"].dtype).unsqueeze(1)
