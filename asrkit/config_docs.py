@@ -115,6 +115,7 @@ def section_markdown(name: str, cls: type) -> str:
             f"| `{name}.{field.name}` | {_cell(annotation)} | `{_default(field)}` | "
             f"{_cell(comments.get(field.name, ''))} |"
         )
+    # A dataclass without a docstring gets a generated one, "Name(field: type = ...)": skip it
     doc = inspect.getdoc(cls) if cls.__doc__ and "(" not in cls.__doc__.split("\n")[0] else ""
     intro = f"{doc}\n\n" if doc else ""
     return f"### `{name}`\n\n{intro}" + "\n".join(rows) + "\n"

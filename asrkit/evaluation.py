@@ -23,8 +23,8 @@ from asrkit.decoding.writers import write_nbest
 from asrkit.io import UserError, ensure_writable_dir, file_sha256
 from asrkit.scoring.compare import (
     compare_with,
-    other_hypotheses,
     print_comparison,
+    read_other,
     write_comparison,
 )
 from asrkit.scoring.formats import read_transcripts
@@ -81,10 +81,11 @@ def _finish(report: ScoreReport, out_dir: Path, opts: ScoringOptions, console: C
     print_summary(report, console, worst=min(opts.worst, 5))
     result = other_hyps = None
     if opts.compare is not None:
-        result = compare_with(report, opts.compare, opts.bootstrap, opts.seed)
+        other = read_other(opts.compare)  # read once: the tests and the HTML page use it
+        result = compare_with(report, opts.compare, opts.bootstrap, opts.seed, other)
         write_comparison(result, out_dir)
         print_comparison(result, console)
-        other_hyps = other_hypotheses(opts.compare)
+        other_hyps = {utt_id: str(row["hyp"]) for utt_id, row in other[1].items()}
     console.print(f"wrote {out_dir}/report.json, report.md, utterances.jsonl, alignments.pra")
     if opts.html:
         page = write_html(report, out_dir, result, other_hyps)

@@ -60,7 +60,7 @@ def percentile(values: list[float], share: float) -> float:
 def run(args: argparse.Namespace) -> dict[str, object]:
     streaming, reference = load_model(args.model, "cpu"), load_model(args.reference, "cpu")
     opts = streaming.decode_options(beam=1)
-    rate, chunk = streaming.config.features.sample_rate, None
+    rate = streaming.config.features.sample_rate
     chunk = rate * args.chunk_ms // 1000
     utts = read_manifest(args.data)[: args.limit or None]
     latencies: list[float] = []
@@ -77,11 +77,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         audio_seconds += wave.numel() / rate
         feats = Fbank(streaming.config.features)(wave).unsqueeze(0)
         lengths = torch.tensor([feats.shape[1]])
-        offline = greedy_search(streaming.model, feats, lengths, opts, streaming.tokenizer)[0]
         with torch.no_grad():
-            encoded = streaming.model.encode(feats, lengths)
+            encoded = streaming.model.encode(feats, lengths)  # once, for both searches
+        tokenizer = streaming.tokenizer
+        offline = greedy_search(streaming.model, feats, lengths, opts, tokenizer, encoded)[0]
         frames = round(args.endpoint_seconds / stream.frame_shift)
-        segments = segmented_greedy(streaming.model, encoded, opts, frames, streaming.tokenizer)
+        segments = segmented_greedy(streaming.model, encoded, opts, frames, tokenizer)
         same = [(a, h.tokens) for a, h in segments] == [(a, h.tokens) for a, h in result.segments]
         equal += same
         stream_texts[utt.id], offline_texts[utt.id], refs[utt.id] = (

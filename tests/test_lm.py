@@ -29,6 +29,17 @@ def _tokenizer() -> CharTokenizer:
     return tiny_loaded().tokenizer  # the 30-unit alphabet of the tiny acoustic model
 
 
+def tone_manifest(path: Path, seconds: tuple[float, ...]) -> Path:
+    """A manifest of tones beside `path`, one per duration, each transcribed "A CAT"."""
+    rows = []
+    for i, length in enumerate(seconds):
+        audio = write_tone(path.parent / f"u{i}.wav", length)
+        row = {"id": f"s-{i}", "audio": str(audio), "duration": length, "sample_rate": 16000}
+        rows.append({**row, "speaker": "s", "text": "A CAT"})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
 @pytest.mark.parametrize("kind", ["lstm", "transformer"])
 def test_step_by_step_equals_teacher_forced(kind: str) -> None:
     torch.manual_seed(0)
@@ -220,21 +231,7 @@ def test_rescore_with_the_decode_weights_gives_the_one_best_back(tmp_path: Path)
     lm_dir = tmp_path / "lm"
     cfg = LMExperimentConfig(LMConfig(embed_dim=16, hidden=32, layers=1, dropout=0.0))
     save_lm(lm_dir / "final.pt", _lm(), cfg, _tokenizer())
-    rows = []
-    for i, seconds in enumerate((0.8, 1.1, 1.4)):
-        audio = write_tone(tmp_path / f"u{i}.wav", seconds)
-        rows.append(
-            {
-                "id": f"s-{i}",
-                "audio": str(audio),
-                "duration": seconds,
-                "sample_rate": 16000,
-                "speaker": "s",
-                "text": "A CAT",
-            }
-        )
-    manifest = tmp_path / "test.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    manifest = tone_manifest(tmp_path / "test.jsonl", (0.8, 1.1, 1.4))
     args = [
         "evaluate",
         "--model",
@@ -409,21 +406,7 @@ def test_tune_weights_decodes_every_combination_and_writes_the_choice(tmp_path: 
     exp = tiny_experiment(tmp_path / "exp")
     cfg = LMExperimentConfig(LMConfig(embed_dim=16, hidden=32, layers=1, dropout=0.0))
     save_lm(tmp_path / "lm" / "final.pt", _lm(), cfg, _tokenizer())
-    rows = []
-    for i, seconds in enumerate((0.8, 1.2)):
-        audio = write_tone(tmp_path / f"u{i}.wav", seconds)
-        rows.append(
-            {
-                "id": f"s-{i}",
-                "audio": str(audio),
-                "duration": seconds,
-                "sample_rate": 16000,
-                "speaker": "s",
-                "text": "A CAT",
-            }
-        )
-    manifest = tmp_path / "dev.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    manifest = tone_manifest(tmp_path / "dev.jsonl", (0.8, 1.2))
     out = tmp_path / "tune"
     args = [
         "tune-weights",

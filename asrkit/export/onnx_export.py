@@ -141,7 +141,7 @@ def export_onnx(loaded: LoadedModel, out_dir: Path, force: bool = False) -> list
         if hasattr(attention, "loop_free"):
             attention.loop_free = False
     _write_meta(loaded, paths, key_names, state_names)
-    problem = _mismatch(loaded, paths[0].parent, paths)
+    problem = _mismatch(loaded, paths)
     if problem is not None:
         for path in paths:
             path.unlink(missing_ok=True)
@@ -151,7 +151,7 @@ def export_onnx(loaded: LoadedModel, out_dir: Path, force: bool = False) -> list
     return final
 
 
-def _mismatch(loaded: LoadedModel, folder: Path, paths: list[Path]) -> str | None:
+def _mismatch(loaded: LoadedModel, paths: list[Path]) -> str | None:
     """Check the graphs against the model on inputs of other lengths than the example's:
     the exporter may fix a length it could not keep symbolic. None when they agree."""
     import onnxruntime as ort

@@ -21,8 +21,16 @@ from asrkit.scoring.render import pct
 from asrkit.scoring.report import ScoreReport
 from asrkit.scoring.stats import mapsswe, mcnemar, paired_bootstrap
 
+Other = tuple[dict[str, Any], dict[str, dict[str, Any]]]  # report.json, utterance rows by id
 
-def _read_other(other_dir: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+
+def read_other(other_dir: Path) -> Other:
+    """Another evaluate folder's report.json and its utterance rows by id.
+
+    Raises:
+        UserError: not an evaluate output folder, or rows without id, ref or hyp.
+    """
+    other_dir = Path(other_dir)
     report_path, utts_path = other_dir / "report.json", other_dir / "utterances.jsonl"
     if not report_path.is_file() or not utts_path.is_file():
         raise UserError(
@@ -59,9 +67,14 @@ def _check_same_set(
 
 
 def compare_with(
-    report: ScoreReport, other_dir: Path, replications: int = 1000, seed: int = 0
+    report: ScoreReport,
+    other_dir: Path,
+    replications: int = 1000,
+    seed: int = 0,
+    other: Other | None = None,
 ) -> dict[str, Any]:
-    """Compare `report` (this system) with the evaluate output in `other_dir`.
+    """Compare `report` (this system) with the evaluate output in `other_dir` (its
+    `read_other` result when the caller has it already).
 
     Returns:
         The content of `compare.json`: both WERs, the paired bootstrap, MAPSSWE and McNemar.
@@ -70,8 +83,8 @@ def compare_with(
         UserError: when `other_dir` is not an evaluate output of the same test set.
     """
     other_dir = Path(other_dir)
-    other, rows = _read_other(other_dir)
-    _check_same_set(report, other, rows, other_dir)
+    other_report, rows = other if other is not None else read_other(other_dir)
+    _check_same_set(report, other_report, rows, other_dir)
     this_utts = report.utterances
     other_alignments = [
         align_words(u.ref.split(), str(rows[u.id]["hyp"]).split()) for u in this_utts
@@ -97,12 +110,6 @@ def compare_with(
         "mapsswe": mapsswe(pairs, min_good=2).to_dict(),
         "mcnemar": mcnemar([e == 0 for e in errors_this], [e == 0 for e in errors_other]).to_dict(),
     }
-
-
-def other_hypotheses(other_dir: Path) -> dict[str, str]:
-    """The other system's normalised hypotheses by utterance id (for the HTML report)."""
-    _, rows = _read_other(Path(other_dir))
-    return {utt_id: str(row["hyp"]) for utt_id, row in rows.items()}
 
 
 def write_comparison(result: dict[str, Any], out_dir: Path) -> Path:

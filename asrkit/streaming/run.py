@@ -10,6 +10,7 @@ committed text grew (`seconds`: audio received so far), and `{"type": "final", "
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from collections.abc import Iterator
@@ -161,26 +162,9 @@ def run_stream(
             continue
         events, text = out / f"{source.id}.stream.jsonl", out / f"{source.id}.txt"
         refuse_overwrite([events, text], force)
-        lines = _Lines()
+        lines = io.StringIO()  # written out atomically once the stream has finished
         result = stream_one(loaded, source, opts, endpoint_seconds, lines, console)
-        atomic_write_text(events, lines.text())
+        atomic_write_text(events, lines.getvalue())
         atomic_write_text(text, result.text + "\n")
         results.append(result)
     return results
-
-
-class _Lines:
-    """A text sink that keeps what is written (written out atomically at the end)."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-
-    def write(self, text: str) -> int:
-        self.parts.append(text)
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-    def text(self) -> str:
-        return "".join(self.parts)

@@ -85,11 +85,12 @@ class SegmentSearch:
         assert segment.runs is not None
         allowed = constrain(log_probs, history, segment.runs, min_len, max_len, self.opts)
         token = int(allowed.argmax(dim=1))
-        end_frame = self._attended(out.weights[0], segment.start)
+        end_frame = self._attended(out.weights[0], segment.start) if token == EOS_ID else None
         if not final:
             attention = self.model.speller.attention
             settled = bool(attention.step_is_final(_att(state), _att(out.state), mem)[0])
-            if not settled or (token == EOS_ID and not self._endpoint(end_frame, memory)):
+            frames = int(memory.lengths[0])
+            if not settled or (token == EOS_ID and not self._room_after(end_frame, frames)):
                 return False
         segment.tokens.append(token)
         segment.log_probs.append(float(log_probs[0, token]))
@@ -104,16 +105,14 @@ class SegmentSearch:
     def next_start(self, segment: Segment, frames: int) -> int | None:
         """Where the segment after an ended one starts, or None when none follows."""
         end = segment.end_frame
-        if self.endpoint_frames <= 0 or end is None or frames - (end + 1) < self.endpoint_frames:
-            return None
-        return end + 1
+        return end + 1 if end is not None and self._room_after(end, frames) else None
 
-    def _endpoint(self, end_frame: int | None, memory: AttendMemory) -> bool:
-        frames = int(memory.lengths[0])
+    def _room_after(self, end_frame: int | None, frames: int) -> bool:
+        """Whether at least `endpoint_frames` of the `frames` follow `end_frame`."""
         return (
             self.endpoint_frames > 0
             and end_frame is not None
-            and (frames - (end_frame + 1) >= self.endpoint_frames)
+            and frames - (end_frame + 1) >= self.endpoint_frames
         )
 
     @staticmethod
