@@ -64,9 +64,15 @@ class ListenerConfig:
     # self-attention only: blocks (1-based) after which the CTC head also reads the encoder,
     # for intermediate CTC (Lee & Watanabe 2021); weighted by model.inter_ctc_weight
     inter_ctc_layers: tuple[int, ...] = ()
-    # pblstm only: left-to-right LSTMs (size 2 x hidden) instead of BiLSTMs, so the listener
-    # can run while audio arrives (`attnasr transcribe --stream`, `asrkit.Stream`)
+    # The listener can run while audio arrives (`attnasr transcribe --stream`, `asrkit.Stream`).
+    # pblstm: left-to-right LSTMs (size 2 x hidden) instead of BiLSTMs. transformer/conformer:
+    # chunked self-attention (each frame sees its own chunk and `left_chunks` chunks before
+    # it, never a later one) and a causal convolution module, in place of left/right_context
     streaming: bool = False
+    # streaming self-attention only: encoder frames per chunk, after subsampling (8 at 40 ms
+    # frames = 320 ms: a frame's look-ahead is the rest of its chunk)
+    chunk: int = 8
+    left_chunks: int = 8  # streaming self-attention only: earlier chunks a frame sees (-1 = all)
 
     def __post_init__(self) -> None:
         # Checks across fields (subsampling per front end, heads dividing the width) run when

@@ -1,8 +1,10 @@
-"""Greedy decoding with the exported ONNX graphs (ONNX Runtime + NumPy) against PyTorch: equal
-transcripts and the real-time factor of each, on a manifest, one thread.
+"""Decoding with the exported ONNX graphs (ONNX Runtime + NumPy) against PyTorch: equal
+transcripts and the real-time factor of each, on a manifest, one thread. Greedy by default;
+`--beam K` compares beam search without CTC (PyTorch's batched search on one utterance at a
+time, as the ONNX loop runs).
 
     python benchmarks/bench_onnx.py --model EXP --onnx EXPORTED_DIR --data test.jsonl \
-        --json benchmarks/results/onnx_demo.json
+        [--beam 8] --json benchmarks/results/onnx_demo.json
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 
 from asrkit.checkpoint import load_model
 from asrkit.data.manifest import read_manifest
-from asrkit.decoding import greedy_search
+from asrkit.decoding import beam_search, greedy_search
 from asrkit.export.onnx_runtime import OnnxRecognizer
 from asrkit.features import Fbank, load_audio
 from asrkit.io import atomic_write_json, refuse_overwrite
@@ -28,13 +30,16 @@ def main() -> None:
     parser.add_argument("--onnx", type=Path, required=True, help="what attnasr export wrote")
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument("--beam", type=int, default=1, help="1 = greedy; K > 1 without CTC")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--force", action="store_true")
     args = parser.parse_args()
     refuse_overwrite([args.json], args.force)
     torch.set_num_threads(1)
     loaded, recognizer = load_model(args.model, "cpu"), OnnxRecognizer(args.onnx, threads=1)
-    fbank, opts = Fbank(loaded.config.features), loaded.decode_options(beam=1)
+    fbank = Fbank(loaded.config.features)
+    opts = loaded.decode_options(beam=args.beam, ctc_weight=0.0)
+    search = greedy_search if args.beam == 1 else beam_search
     utts = read_manifest(args.data)[: args.limit or None]
     waves = [load_audio(u.audio, loaded.config.features.sample_rate) for u in utts]
     seconds = sum(w.numel() for w in waves) / loaded.config.features.sample_rate
@@ -44,16 +49,17 @@ def main() -> None:
         for wave in waves:
             feats = fbank(wave).unsqueeze(0)
             lengths = torch.tensor([feats.shape[1]])
-            hyp = greedy_search(loaded.model, feats, lengths, opts, loaded.tokenizer)[0]
+            hyp = search(loaded.model, feats, lengths, opts, loaded.tokenizer)[0]
             torch_texts.append(hyp.text)
     torch_wall = time.perf_counter() - started
     started = time.perf_counter()
-    onnx_texts = [recognizer.transcribe(np.asarray(w.numpy())) for w in waves]
+    onnx_texts = [recognizer.transcribe(np.asarray(w.numpy()), args.beam) for w in waves]
     onnx_wall = time.perf_counter() - started
     result = {
         "model": str(args.model),
         "data": str(args.data),
         "utterances": len(utts),
+        "beam": args.beam,
         "audio_seconds": seconds,
         "equal": sum(a == b for a, b in zip(torch_texts, onnx_texts, strict=True)),
         "torch_rtf": torch_wall / seconds,

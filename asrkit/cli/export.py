@@ -1,4 +1,4 @@
-"""`attnasr export EXP --format onnx --out DIR`: a model to run outside the training stack."""
+"""`attnasr export EXP --format onnx|torchscript --out DIR`: a model to run outside training."""
 
 from __future__ import annotations
 
@@ -22,20 +22,26 @@ def export_command(
     model: Annotated[Path, typer.Argument(help="Experiment folder or .pt checkpoint.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the exported files.")],
     fmt: Annotated[
-        ExportFormat, typer.Option("--format", help="onnx (torchscript is not built yet).")
+        ExportFormat, typer.Option("--format", help="onnx or torchscript.")
     ] = ExportFormat.onnx,
     force: Annotated[
         bool, typer.Option("--force", help="Replace earlier exported files in --out.")
     ] = False,
 ) -> None:
     """Export the encoder and one decoder step (its attention state as explicit inputs and
-    outputs) as ONNX graphs, with what a runtime needs to decode: `asrkit.export.onnx_runtime`
-    decodes them greedily with ONNX Runtime and NumPy alone (pip install "attnasr[onnx]")."""
+    outputs) as ONNX graphs or traced TorchScript, with what a runtime needs to decode:
+    `asrkit.export.onnx_runtime.OnnxRecognizer` decodes either folder, greedy or beam search
+    (ONNX: with ONNX Runtime and NumPy alone, pip install "attnasr[onnx]")."""
+    from asrkit.checkpoint import load_model
+
     if fmt is ExportFormat.torchscript:
-        raise UserError(
-            "--format torchscript: not built yet (the listener's length-dependent padding and"
-            " the attention registry do not script); use --format onnx"
-        )
+        from asrkit.export.torchscript_export import export_torchscript
+
+        loaded = load_model(model, "cpu")
+        with console.status("tracing ..."):
+            paths = export_torchscript(loaded, out, force)
+        console.print(f"wrote {', '.join(p.name for p in paths)} to {out}", highlight=False)
+        return
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
@@ -44,7 +50,6 @@ def export_command(
             f'ONNX export needs onnx and onnxruntime: pip install "attnasr[onnx]"'
             f" ({exc.name} is missing)"
         ) from exc
-    from asrkit.checkpoint import load_model
     from asrkit.export.onnx_export import export_onnx
 
     loaded = load_model(model, "cpu")

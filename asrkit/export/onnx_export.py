@@ -3,8 +3,9 @@
 - `encoder.onnx`: raw log-mel `feats` (1, T, n_mels) -> the attention memory (`values` and the
   attention's key projections, (1, T', ...)) and the decoder's initial state (`init.<name>`);
   CMVN is inside, T is dynamic.
-- `decoder_step.onnx`: `prev` (1,) int64, the memory and `state.<name>` -> `logits` (1, V),
-  `weights` (1, T') and the new state, in `model.json`'s order: the attention state is an
+- `decoder_step.onnx`: `prev` (N,) int64, the memory and `state.<name>` of N rows (one for
+  greedy search, the K beams for beam search) -> `logits` (N, V), `weights` (N, T') and the new
+  state, in `model.json`'s order: the attention state is an
   explicit input and output, so any runtime can run the loop.
 - `model.json` + `features.npz`: units, features, decoding rules; `asrkit.export.onnx_runtime`
   decodes with them using ONNX Runtime and NumPy alone.
@@ -34,6 +35,7 @@ from asrkit.tokenizer import BLANK_ID, EOS_ID, SPACE, SPECIALS
 
 FILES = ("encoder.onnx", "decoder_step.onnx", "model.json", "features.npz")
 DECODE_KEYS = ("max_len_ratio", "min_len_ratio", "eos_threshold", "repeat_ngram", "repeat_copies")
+DECODE_KEYS += ("length_penalty", "pre_beam")
 EXPORTABLE = ("dot", "general", "additive", "location", "multihead", "local-m", "local-p")
 EXPORTABLE += ("monotonic", "mocha")  # their hard scan exported without its loop
 
@@ -55,7 +57,10 @@ def export_problem(loaded: LoadedModel) -> str | None:
     return None
 
 
-class _Encoder(nn.Module):
+class EncoderGraph(nn.Module):
+    """feats (1, T, n_mels) -> values, the attention keys, the initial decoder state and, with
+    a CTC head, the CTC log-probabilities (1, T', V)."""
+
     def __init__(self, loaded: LoadedModel, key_names: list[str], state_names: list[str]) -> None:
         super().__init__()
         self.model, self.key_names, self.state_names = loaded.model, key_names, state_names
@@ -65,10 +70,18 @@ class _Encoder(nn.Module):
         enc, enc_lengths = self.model.encode(feats, lengths)
         mem = self.model.speller.prepare(enc, enc_lengths)
         state = self.model.speller.initial_state(mem)
-        return (enc, *[mem.keys[k] for k in self.key_names], *[state[k] for k in self.state_names])
+        ctc = self.model.ctc_log_probs(enc)  # joint CTC/attention beam search reads these
+        outputs = (
+            enc,
+            *[mem.keys[k] for k in self.key_names],
+            *[state[k] for k in self.state_names],
+        )
+        return outputs if ctc is None else (*outputs, ctc)
 
 
-class _Step(nn.Module):
+class StepGraph(nn.Module):
+    """prev (N,), values (N, T', D), (keys..., state...) -> logits, weights, new state."""
+
     def __init__(self, loaded: LoadedModel, key_names: list[str], state_names: list[str]) -> None:
         super().__init__()
         self.model, self.key_names, self.state_names = loaded.model, key_names, state_names
@@ -76,9 +89,9 @@ class _Step(nn.Module):
     def forward(self, prev: Tensor, values: Tensor, rest: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         keys = dict(zip(self.key_names, rest[: len(self.key_names)], strict=True))
         state = dict(zip(self.state_names, rest[len(self.key_names) :], strict=True))
-        frames = values.shape[1]
-        lengths = torch.full((1,), frames, dtype=torch.long)
-        mem = AttendMemory(values, torch.ones(1, frames, dtype=torch.bool), lengths, keys)
+        rows, frames = values.shape[0], values.shape[1]
+        lengths = torch.full((rows,), frames, dtype=torch.long)
+        mem = AttendMemory(values, torch.ones(rows, frames, dtype=torch.bool), lengths, keys)
         out = self.model.speller.step(prev, state, mem, "eval")
         return (out.logits, out.weights, *[out.state[k] for k in self.state_names])
 
@@ -108,31 +121,33 @@ def export_onnx(loaded: LoadedModel, out_dir: Path, force: bool = False) -> list
         state = model.speller.initial_state(mem)
     key_names, state_names = sorted(mem.keys), sorted(state)
     frames = torch.export.Dim("frames", min=8, max=1_000_000)
-    time = {1: torch.export.Dim.AUTO}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                _Encoder(loaded, key_names, state_names), (example,), str(paths[0]),
+                EncoderGraph(loaded, key_names, state_names), (example,), str(paths[0]),
                 dynamo=True, input_names=["feats"], dynamic_shapes={"feats": {1: frames}},
-                output_names=["values", *key_names, *["init." + k for k in state_names]],
+                output_names=encoder_outputs(loaded, key_names, state_names),
                 verbose=False,
             )  # fmt: skip
-            # clones: the initial h and c are one zeros tensor, and the exporter would merge
-            # two inputs that alias into one
+            # Two example rows, so the row count stays symbolic (beam search runs K rows, a
+            # size-1 example would be specialised). Clones: the initial h and c are one zeros
+            # tensor, and the exporter would merge two inputs that alias into one.
             rest = tuple(
-                [mem.keys[k].clone() for k in key_names] + [state[k].clone() for k in state_names]
+                [pair(mem.keys[k]) for k in key_names] + [pair(state[k]) for k in state_names]
             )
+            rows = torch.export.Dim("rows", min=1, max=4096)
+            per_row = {0: rows, 1: torch.export.Dim.AUTO}
             spec = tuple(
-                [time for _ in key_names]
-                + [time if state[k].dim() > 1 else None for k in state_names]
+                [per_row for _ in key_names]
+                + [per_row if state[k].dim() > 1 else {0: rows} for k in state_names]
             )
             torch.onnx.export(
-                _Step(loaded, key_names, state_names),
-                (torch.tensor([EOS_ID]), enc, rest), str(paths[1]), dynamo=True,
+                StepGraph(loaded, key_names, state_names),
+                (torch.tensor([EOS_ID, EOS_ID]), pair(enc), rest), str(paths[1]), dynamo=True,
                 input_names=["prev", "values", *key_names, *["state." + k for k in state_names]],
                 output_names=["logits", "weights", *["new." + k for k in state_names]],
-                dynamic_shapes=(None, time, spec), verbose=False,
+                dynamic_shapes=({0: rows}, per_row, spec), verbose=False,
             )  # fmt: skip
     except Exception as exc:  # the exporter's errors are many and long: one line for the user
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -140,7 +155,7 @@ def export_onnx(loaded: LoadedModel, out_dir: Path, force: bool = False) -> list
     finally:
         if hasattr(attention, "loop_free"):
             attention.loop_free = False
-    _write_meta(loaded, paths, key_names, state_names)
+    write_meta(loaded, paths, key_names, state_names)
     problem = _mismatch(loaded, paths)
     if problem is not None:
         for path in paths:
@@ -149,6 +164,17 @@ def export_onnx(loaded: LoadedModel, out_dir: Path, force: bool = False) -> list
     for written, path in zip(paths, final, strict=True):
         os.replace(written, path)
     return final
+
+
+def encoder_outputs(loaded: LoadedModel, key_names: list[str], state_names: list[str]) -> list[str]:
+    """The encoder graph's output names: memory, initial state, and "ctc" with a CTC head."""
+    names = ["values", *key_names, *["init." + k for k in state_names]]
+    return names + (["ctc"] if loaded.model.ctc is not None else [])
+
+
+def pair(x: Tensor) -> Tensor:
+    """Two copies of a one-row tensor along the first axis (a fresh tensor, no alias)."""
+    return torch.cat([x, x]).clone()
 
 
 def _mismatch(loaded: LoadedModel, paths: list[Path]) -> str | None:
@@ -161,7 +187,7 @@ def _mismatch(loaded: LoadedModel, paths: list[Path]) -> str | None:
     names = json.loads(paths[2].read_text(encoding="utf-8"))["names"]
     model = loaded.model
     for frames in (37, 101):
-        feats = torch.randn(1, frames, loaded.config.features.n_mels, generator=_seeded())
+        feats = torch.randn(1, frames, loaded.config.features.n_mels, generator=seeded())
         try:
             outputs = encoder.run(None, {"feats": feats.numpy()})
             with torch.no_grad():
@@ -172,9 +198,11 @@ def _mismatch(loaded: LoadedModel, paths: list[Path]) -> str | None:
                 return f"the exported encoder differs from the model on {frames} input frames"
             feed = {"prev": np.array([EOS_ID], dtype=np.int64)}
             feed.update(dict(zip(names["memory"], outputs, strict=False)))
-            inits = outputs[len(names["memory"]) :]
+            inits = outputs[len(names["memory"]) : len(names["memory"]) + len(names["state"])]
             feed.update({"state." + k: v for k, v in zip(names["state"], inits, strict=True)})
             step.run(None, feed)
+            rows = {k: np.repeat(v, 3, axis=0) for k, v in feed.items()}  # beam search's rows
+            step.run(None, rows)
         except Exception as exc:  # onnxruntime's errors: a fixed shape met another length
             first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else "error"
             return (
@@ -184,13 +212,18 @@ def _mismatch(loaded: LoadedModel, paths: list[Path]) -> str | None:
     return None
 
 
-def _seeded() -> torch.Generator:
+def seeded() -> torch.Generator:
     return torch.Generator().manual_seed(0)
 
 
-def _write_meta(
-    loaded: LoadedModel, paths: list[Path], key_names: list[str], state_names: list[str]
+def write_meta(
+    loaded: LoadedModel,
+    paths: list[Path],
+    key_names: list[str],
+    state_names: list[str],
+    fmt: str = "attnasr-onnx-v1",
 ) -> None:
+    """`model.json` and `features.npz` (paths[2], paths[3]) of an export in format `fmt`."""
     cfg, opts = loaded.config, loaded.decode_options(beam=1)
     fbank = Fbank(cfg.features)
     spectrogram = fbank.mel.spectrogram
@@ -200,7 +233,7 @@ def _write_meta(
     window[left : left + win] = spectrogram.window.numpy()
     np.savez(paths[3], window=window, mel_filters=fbank.mel.mel_scale.fb.numpy())
     meta = {
-        "format": "attnasr-onnx-v1",
+        "format": fmt,
         "model": str(loaded.path),
         "features": {"sample_rate": cfg.features.sample_rate, "n_fft": n_fft, "hop": fbank.hop},
         "units": {
@@ -211,19 +244,14 @@ def _write_meta(
             "eos_id": EOS_ID,
         },
         "decode": {
-            k: getattr(opts, k)
-            for k in (
-                "max_len_ratio",
-                "min_len_ratio",
-                "eos_threshold",
-                "repeat_ngram",
-                "repeat_copies",
-            )
+            "beam": loaded.decode_options().beam,
+            "ctc_weight": loaded.decode_options().ctc_weight if loaded.model.ctc else 0.0,
+            **{k: getattr(opts, k) for k in DECODE_KEYS},
         },
         "names": {
             "memory": ["values", *key_names],
             "state": state_names,
-            "encoder_outputs": ["values", *key_names, *["init." + k for k in state_names]],
+            "encoder_outputs": encoder_outputs(loaded, key_names, state_names),
         },
     }
     atomic_write_text(paths[2], json.dumps(meta, indent=2) + "\n")

@@ -23,6 +23,8 @@ References: Vaswani et al. 2017 (Transformer, pre-norm variant); Gulati et al. 2
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -48,6 +50,24 @@ def attention_mask(lengths: Tensor, steps: int, left: int = -1, right: int = -1)
         window &= offset <= right
     keys = valid_mask(lengths, steps).unsqueeze(1)  # (B, 1, T)
     return (window.unsqueeze(0) & keys) | torch.eye(steps, dtype=torch.bool, device=pos.device)
+
+
+def chunk_mask(lengths: Tensor, steps: int, chunk: int, left_chunks: int = -1) -> Tensor:
+    """Chunked self-attention mask (B, T, T), True where query t may attend to key s.
+
+    Frames are cut into chunks of `chunk` frames; a frame sees every frame of its own chunk
+    (its look-ahead is the rest of the chunk) and of the `left_chunks` chunks before it (-1 =
+    all), never a later chunk. A streaming encoder can then compute a chunk once its last frame
+    has arrived, from a bounded cache of the frames before it (`forward_cached`).
+    """
+    block = torch.arange(steps, device=lengths.device) // chunk
+    offset = block.unsqueeze(0) - block.unsqueeze(1)  # (T, T): key chunk - query chunk
+    window = offset <= 0
+    if left_chunks >= 0:
+        window &= offset >= -left_chunks
+    keys = valid_mask(lengths, steps).unsqueeze(1)  # (B, 1, T)
+    eye = torch.eye(steps, dtype=torch.bool, device=lengths.device)
+    return (window.unsqueeze(0) & keys) | eye
 
 
 class MultiHeadSelfAttention(nn.Module):
@@ -77,19 +97,50 @@ class MultiHeadSelfAttention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.unsqueeze(1))
         return self.out(y.transpose(1, 2).reshape(batch, steps, dim))  # (B, T, D)
 
+    def forward_cached(
+        self,
+        x: Tensor,
+        past_keys: Tensor,
+        past_values: Tensor,
+        rotary: tuple[Tensor, Tensor] | None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One chunk that sees itself and the cached frames before it.
+
+        Args:
+            x: (1, C, D) the chunk.
+            past_keys, past_values: (1, heads, P, D / heads) of the visible earlier frames
+                (rotated already), P may be 0.
+            rotary: cos/sin tables (C, D / heads) of the chunk's own positions, or None.
+
+        Returns:
+            (1, C, D) outputs, and the keys and values (1, heads, P + C, D / heads).
+        """
+        batch, steps, dim = x.shape
+        qkv = self.qkv(x).view(batch, steps, 3, self.heads, dim // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        if rotary is not None:
+            q, k = rotate(q, *rotary), rotate(k, *rotary)
+        keys, values = torch.cat([past_keys, k], dim=2), torch.cat([past_values, v], dim=2)
+        y = F.scaled_dot_product_attention(q, keys, values)
+        return self.out(y.transpose(1, 2).reshape(batch, steps, dim)), keys, values
+
 
 class ConvModule(nn.Module):
     """Conformer convolution module with LayerNorm instead of BatchNorm.
 
     BatchNorm statistics would mix utterances (and padding) of a batch, breaking
-    batched == unbatched; LayerNorm over channels is per frame.
+    batched == unbatched; LayerNorm over channels is per frame. A causal module pads
+    `kernel - 1` frames on the left only, so frame t reads frames t - kernel + 1 .. t: a
+    streaming encoder needs no look-ahead for it.
     """
 
-    def __init__(self, dim: int, kernel: int, dropout: float) -> None:
+    def __init__(self, dim: int, kernel: int, dropout: float, causal: bool = False) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim)
         self.pointwise_in = nn.Conv1d(dim, 2 * dim, 1)
-        self.depthwise = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=dim)
+        self.causal = causal
+        padding = 0 if causal else kernel // 2
+        self.depthwise = nn.Conv1d(dim, dim, kernel, padding=padding, groups=dim)
         self.conv_norm = nn.LayerNorm(dim)
         self.pointwise_out = nn.Conv1d(dim, dim, 1)
         self.dropout = Dropout(dropout)
@@ -97,22 +148,50 @@ class ConvModule(nn.Module):
     def forward(self, x: Tensor, frame_mask: Tensor) -> Tensor:
         """x (B, T, D), frame_mask (B, T, 1) float -> (B, T, D)."""
         y = F.glu(self.pointwise_in(self.norm(x).transpose(1, 2)), dim=1)  # (B, D, T)
-        y = self.depthwise(y * frame_mask.transpose(1, 2))  # padding must not leak in
+        y = y * frame_mask.transpose(1, 2)  # padding must not leak in
+        if self.causal:
+            y = F.pad(y, (self.depthwise.kernel_size[0] - 1, 0))
+        return self.finish(self.depthwise(y))
+
+    def forward_cached(self, x: Tensor, past: Tensor) -> tuple[Tensor, Tensor]:
+        """Causal module on a chunk: x (1, C, D), past (1, D, kernel - 1) inputs of the
+        depthwise convolution before the chunk (zeros at the start) -> (1, C, D), new past."""
+        y = F.glu(self.pointwise_in(self.norm(x).transpose(1, 2)), dim=1)  # (1, D, C)
+        y = torch.cat([past, y], dim=2)
+        return self.finish(self.depthwise(y)), y[:, :, y.shape[2] - past.shape[2] :]
+
+    def finish(self, y: Tensor) -> Tensor:
+        """Depthwise convolution output (B, D, T) -> module output (B, T, D)."""
         y = F.silu(self.conv_norm(y.transpose(1, 2))).transpose(1, 2)  # (B, D, T)
         return self.dropout(self.pointwise_out(y).transpose(1, 2))  # (B, T, D)
+
+
+class BlockCache(NamedTuple):
+    """What a streaming encoder block keeps of the frames before the current chunk."""
+
+    keys: Tensor  # (1, heads, P, D / heads) self-attention keys of the visible frames, rotated
+    values: Tensor  # (1, heads, P, D / heads)
+    conv_past: Tensor  # (1, D, kernel - 1) depthwise convolution inputs (Conformer), or (1, D, 0)
 
 
 class EncoderBlock(nn.Module):
     """Pre-norm Transformer block, or a Conformer block when `conformer` is set."""
 
     def __init__(
-        self, dim: int, heads: int, ff_mult: int, dropout: float, conformer: bool, kernel: int = 15
+        self,
+        dim: int,
+        heads: int,
+        ff_mult: int,
+        dropout: float,
+        conformer: bool,
+        kernel: int = 15,
+        causal: bool = False,
     ) -> None:
         super().__init__()
         self.ff_first = FeedForward(dim, ff_mult, dropout) if conformer else None
         self.attn_norm = nn.LayerNorm(dim)
         self.attn = MultiHeadSelfAttention(dim, heads)
-        self.conv = ConvModule(dim, kernel, dropout) if conformer else None
+        self.conv = ConvModule(dim, kernel, dropout, causal) if conformer else None
         self.ff = FeedForward(dim, ff_mult, dropout)
         self.final_norm = nn.LayerNorm(dim) if conformer else None
         self.dropout = Dropout(dropout)
@@ -137,6 +216,31 @@ class EncoderBlock(nn.Module):
             x = self.final_norm(x)
         return x * frame_mask
 
+    def forward_cached(
+        self, x: Tensor, cache: BlockCache, rotary: tuple[Tensor, Tensor] | None
+    ) -> tuple[Tensor, BlockCache]:
+        """`forward` on one chunk (1, C, D) of a streaming encoder (chunk mask, causal
+        convolution), given what the block kept of the frames before it.
+
+        Returns the chunk's output (1, C, D) and the cache with the chunk appended (the caller
+        trims it to the left context).
+        """
+        half = 0.5 if self.ff_first is not None else 1.0
+        if self.ff_first is not None:
+            x = x + half * self.ff_first(x)
+        y, keys, values = self.attn.forward_cached(
+            self.attn_norm(x), cache.keys, cache.values, rotary
+        )
+        x = x + y
+        conv_past = cache.conv_past
+        if self.conv is not None:
+            y, conv_past = self.conv.forward_cached(x, cache.conv_past)
+            x = x + y
+        x = x + half * self.ff(x)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return x, BlockCache(keys, values, conv_past)
+
 
 class SelfAttentionEncoder(nn.Module):
     """[conv subsampling] -> linear -> [+ positions] -> N Transformer or Conformer blocks.
@@ -157,6 +261,10 @@ class SelfAttentionEncoder(nn.Module):
         conv_channels: conv2d channels (0 = dim).
         positions: "absolute" (sinusoids added to the input) or "rotary".
         kernel: Conformer depthwise convolution width.
+        chunk: > 0 makes the encoder streaming: a chunked self-attention mask (`chunk_mask`:
+            `chunk` frames per chunk, after subsampling) instead of the time-restricted one,
+            and a causal convolution module; `asrkit.streaming` then runs it chunk by chunk.
+        left_chunks: streaming only: earlier chunks each frame sees (-1 = all).
 
     Example:
         >>> enc = SelfAttentionEncoder(80, 32, 2, 4, 2, conformer=True, conv_subsample=4)
@@ -181,6 +289,8 @@ class SelfAttentionEncoder(nn.Module):
         conv_channels: int = 0,
         positions: str = "absolute",
         kernel: int = 15,
+        chunk: int = 0,
+        left_chunks: int = -1,
     ) -> None:
         super().__init__()
         self.conv: nn.Module | None = None
@@ -190,11 +300,14 @@ class SelfAttentionEncoder(nn.Module):
             self.conv = ConvSubsampling(input_dim, dim, conv_subsample)
         self.input_proj = nn.Linear(dim if self.conv is not None else input_dim, dim)
         self.blocks = nn.ModuleList(
-            EncoderBlock(dim, heads, ff_mult, dropout, conformer, kernel) for _ in range(layers)
+            EncoderBlock(dim, heads, ff_mult, dropout, conformer, kernel, causal=chunk > 0)
+            for _ in range(layers)
         )
         self.final_norm = None if conformer else nn.LayerNorm(dim)  # pre-norm needs one at the end
         self.left_context = left_context
         self.right_context = right_context
+        self.chunk = chunk
+        self.left_chunks = left_chunks
         self.rotary = positions == "rotary"
         self.head_dim = dim // heads
         self.output_dim = dim
@@ -222,7 +335,10 @@ class SelfAttentionEncoder(nn.Module):
         else:
             x = x + sinusoidal_positions(steps, self.output_dim, x.device).to(x.dtype)
         x = self.dropout(x)
-        mask = attention_mask(lengths, steps, self.left_context, self.right_context)
+        if self.chunk > 0:
+            mask = chunk_mask(lengths, steps, self.chunk, self.left_chunks)
+        else:
+            mask = attention_mask(lengths, steps, self.left_context, self.right_context)
         frame_mask = valid_mask(lengths, steps).unsqueeze(2).to(x.dtype)  # (B, T, 1)
         intermediates = []
         for number, block in enumerate(self.blocks, start=1):

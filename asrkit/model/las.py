@@ -100,10 +100,11 @@ def build_listener(cfg: ExperimentConfig) -> PyramidalListener | SelfAttentionEn
             lc.dropout,
             streaming=lc.streaming,
         )
-    if lc.streaming:
+    if lc.streaming and (lc.left_context != -1 or lc.right_context != -1 or lc.chunk < 1):
         raise ConfigError(
-            "listener.streaming is built for listener.kind pblstm (left-to-right LSTMs); "
-            "self-attention encoders cannot stream yet"
+            "a streaming self-attention listener is masked by listener.chunk (>= 1, got "
+            f"{lc.chunk}) and listener.left_chunks; leave listener.left_context and "
+            "listener.right_context at -1"
         )
     if lc.kind not in ("transformer", "conformer"):
         raise ConfigError(
@@ -133,6 +134,8 @@ def build_listener(cfg: ExperimentConfig) -> PyramidalListener | SelfAttentionEn
         conv_channels=lc.conv_channels,
         positions=lc.positions,
         kernel=lc.kernel,
+        chunk=lc.chunk if lc.streaming else 0,
+        left_chunks=lc.left_chunks,
     )
 
 

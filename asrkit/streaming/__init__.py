@@ -1,6 +1,6 @@
-"""Streaming recognition: features, a left-to-right listener and greedy decoding that run
-while audio arrives (`Stream`), for models trained with `listener.streaming: true` and
-monotonic, MoChA or local-m attention."""
+"""Streaming recognition: features, a streaming encoder (left-to-right LSTMs or chunked
+self-attention) and greedy decoding that run while audio arrives (`Stream`), for models
+trained with `listener.streaming: true` and monotonic, MoChA or local-m attention."""
 
 from asrkit.streaming.stream import (
     KINDS_TEXT,

@@ -1,7 +1,8 @@
 """Recognition while audio arrives: `Stream(model).accept(samples)` ... `.finish()`.
 
-Features (`StreamingFbank`) and the left-to-right listener (`IncrementalListener`) turn each
-piece of audio into the encoder frames that became final. The decoder then takes greedy steps
+Features (`StreamingFbank`) and the streaming encoder (`incremental_encoder`: the
+left-to-right LSTM listener, or the chunked self-attention encoder) turn each piece of audio
+into the encoder frames that became final. The decoder then takes greedy steps
 over the frames it has (`asrkit.streaming.search`) and keeps a step only when more frames
 could not change it: the attention says so (`Attention.step_is_final`: a monotonic scan that
 stopped on a frame it has, a local window inside the frames so far) and the output is below
@@ -29,7 +30,7 @@ from asrkit.decoding.options import DecodeOptions, Hypothesis, WordTiming
 from asrkit.decoding.timing import attention_word_times, ctc_word_times, word_groups
 from asrkit.io import UserError
 from asrkit.model.attention.base import AttendMemory
-from asrkit.streaming.encoder import IncrementalListener
+from asrkit.streaming.chunked import incremental_encoder
 from asrkit.streaming.features import StreamingFbank
 from asrkit.streaming.search import Segment, SegmentSearch
 from asrkit.tokenizer import EOS_ID
@@ -44,12 +45,12 @@ def streaming_problem(loaded: LoadedModel) -> str | None:
     """Why this model cannot stream, in one line naming it; None when it can."""
     cfg, name = loaded.config, loaded.path
     need = (
-        "streaming needs a model trained with listener.streaming: true (left-to-right LSTMs)"
-        f" and {KINDS_TEXT} attention"
+        "streaming needs a model trained with listener.streaming: true (left-to-right LSTMs or"
+        f" chunked self-attention) and {KINDS_TEXT} attention"
     )
     if cfg.decoder.kind != "lstm":
         return f"{name}: a Transformer decoder; {need} and the LSTM speller"
-    if cfg.listener.kind != "pblstm" or not cfg.listener.streaming:
+    if not cfg.listener.streaming:
         what = "bidirectional LSTM" if cfg.listener.kind == "pblstm" else cfg.listener.kind
         return f"{name}: its encoder ({what}) reads the whole utterance; {need}"
     if loaded.model.attention_kind not in STREAMING_KINDS:
@@ -140,7 +141,7 @@ class Stream:
         self.rate = model.config.features.sample_rate
         self.frame_shift = self.las.subsampling * model.config.features.hop_ms / 1000
         self.fbank = StreamingFbank(model.config.features)
-        self.listener = IncrementalListener(self.las.listener)
+        self.listener = incremental_encoder(self.las.listener)
         endpoint = round(endpoint_seconds / self.frame_shift) if endpoint_seconds > 0 else 0
         self.search = SegmentSearch(self.las, self.opts, endpoint)
         self.segments = [self.search.new_segment(0)]
