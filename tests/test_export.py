@@ -183,3 +183,18 @@ def test_torchscript_export_decodes_as_pytorch_does(kind: str, tmp_path: Path) -
         assert recognizer.search(feats, 3, 0.4) == torch_beam(loaded, wave, 3, 0.4)
     again = runner.invoke(app, ["export", str(exp), "--format", "torchscript", "--out", str(out)])
     assert again.exit_code == 1 and "--force" in again.output
+
+
+def test_a_streaming_conformer_listener_exports_and_decodes_as_pytorch(tmp_path: Path) -> None:
+    from asrkit.export.onnx_export import export_onnx
+    from asrkit.export.onnx_runtime import OnnxRecognizer
+    from tests.test_streaming_chunked import conformer_model
+
+    loaded = conformer_model("monotonic")  # chunk mask, causal convolution, rotary positions
+    export_onnx(loaded, tmp_path / "onnx")
+    recognizer = OnnxRecognizer(tmp_path / "onnx")
+    for seed, seconds in enumerate((0.9, 2.6)):
+        wave = torch.randn(int(16000 * seconds), generator=torch.Generator().manual_seed(seed))
+        assert recognizer.transcribe(wave.numpy()) == torch_greedy(loaded, wave)
+        feats = recognizer.features(wave.numpy())
+        assert recognizer.search(feats, 4, 0.3) == torch_beam(loaded, wave, 4, 0.3)

@@ -34,7 +34,10 @@ def test_config_loads_and_names_its_family(path: Path) -> None:
     cfg = load_yaml(path)
     family = path.stem.split("_")[-1]  # the file name says which family it trains
     assert attention_kind_of(cfg) in MEMBERS[family]
-    if "conformer" in path.stem:  # the Conformer configs pair it with a Transformer decoder
+    if path.stem.startswith("streaming_"):  # run.sh --model streaming[_conformer]
+        assert cfg.listener.streaming and cfg.decoder.kind == "lstm"
+        assert cfg.listener.kind == ("conformer" if "conformer" in path.stem else "pblstm")
+    elif "conformer" in path.stem:  # the Conformer configs pair it with a Transformer decoder
         assert cfg.listener.kind == "conformer" and cfg.decoder.kind == "transformer"
     assert to_dict(cfg)  # round-trips to plain data
 
