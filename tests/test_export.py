@@ -186,9 +186,10 @@ def test_torchscript_export_decodes_as_pytorch_does(kind: str, tmp_path: Path) -
 
 
 def test_a_streaming_conformer_listener_exports_and_decodes_as_pytorch(tmp_path: Path) -> None:
+    from test_streaming_chunked import conformer_model
+
     from asrkit.export.onnx_export import export_onnx
     from asrkit.export.onnx_runtime import OnnxRecognizer
-    from tests.test_streaming_chunked import conformer_model
 
     loaded = conformer_model("monotonic")  # chunk mask, causal convolution, rotary positions
     export_onnx(loaded, tmp_path / "onnx")

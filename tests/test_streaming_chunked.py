@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_streaming import KINDS, TOKENIZER, chirp, run_stream
 
 from asrkit.checkpoint import LoadedModel
 from asrkit.config import ConfigError
@@ -20,7 +21,6 @@ from asrkit.model.las import LAS
 from asrkit.streaming import streaming_problem
 from asrkit.streaming.chunked import incremental_encoder
 from asrkit.testing import tiny_config
-from tests.test_streaming import KINDS, TOKENIZER, chirp, run_stream
 
 
 def conformer_model(kind: str, streaming: bool = True, **extra: object) -> LoadedModel:

@@ -6,8 +6,9 @@ and `DIR/model.json` (units, feature and decoding settings, the state's names) w
 same log-mel features as `asrkit.features.Fbank` in NumPy, runs the encoder once and the
 decoder step in a greedy loop, or over K rows in beam search (`onnx_search`), with the same
 rules as `asrkit.decoding` (<eos> threshold, length limits, loop guard, length penalty), so its
-transcripts equal the PyTorch model's greedy and beam search without CTC (tested). Only numpy,
-onnxruntime and soundfile are imported (and asrkit.export.onnx_search, which imports numpy).
+transcripts equal the PyTorch model's greedy search and beam search with or without joint CTC
+(tested). Only numpy, onnxruntime and soundfile are imported (and asrkit.export.onnx_search,
+which imports numpy).
 
     >>> recognizer = OnnxRecognizer(Path("exported"))  # doctest: +SKIP
     >>> recognizer.transcribe_file(Path("talk.flac"))  # doctest: +SKIP
@@ -122,6 +123,8 @@ class OnnxRecognizer:
             return logits, dict(zip(names["state"], new_state, strict=True))
 
         if beam > 1:
+            if "beam" not in d:  # its decoder step was exported for one row
+                raise ValueError("this export predates beam search: export the model again")
             weight = d.get("ctc_weight", 0.0) if ctc_weight is None else ctc_weight
             joint = None
             if weight > 0 and "ctc" in encoded:
