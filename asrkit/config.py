@@ -298,7 +298,10 @@ class TrainConfig:
     align_check_steps: int = 2000  # warn in plain words if attention is not aligned by then
     num_workers: int = 0  # data-loader workers
     seed: int = 0  # seeds model init, batching, augmentation and dropout
-    precision: str = "fp32"  # "fp32", "bf16" or "fp16" (mixed precision on CUDA)
+    # "fp32", "bf16" (autocast on CUDA or the CPU: on a CPU with bf16 matrix units, AVX512-BF16
+    # or AMX, the linear layers run several times faster) or "fp16" (CUDA only, loss-scaled;
+    # the CPU trains it in fp32). Losses, attention energies and LSTM cells stay in fp32.
+    precision: str = "fp32"
     plot_utterances: int = 3  # dev utterances whose attention is plotted each epoch
     log_every: int = 10  # steps between metrics.jsonl lines
     plot_every: int = 1  # epochs between attention/health/curve plots; 0 = no plots
@@ -306,6 +309,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.max_steps < 0:
             raise ConfigError(f"train.max_steps must be >= 0, got {self.max_steps}")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise ConfigError(f"train.precision must be fp32, bf16 or fp16, got {self.precision!r}")
 
 
 @dataclass(frozen=True)

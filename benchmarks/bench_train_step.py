@@ -13,7 +13,8 @@ and batch size `train.max_frames`) instead of the listener x attention grid:
     OMP_NUM_THREADS=1 python benchmarks/bench_train_step.py --threads 1 --steps 6 \
         --configs recipes/mini/conf/local.yaml recipes/mini/conf/global.yaml
 
-`--set key=value ...` applies the same overrides to every config (as `attnasr train --set`).
+`--set key=value ...` applies the same overrides to every config (as `attnasr train --set`);
+`--set train.precision=bf16` times the forward pass under bf16 autocast, as the trainer does.
 """
 
 from __future__ import annotations
@@ -95,8 +96,11 @@ def collate(utts: list[tuple[torch.Tensor, str]], tok: CharTokenizer) -> Batch:
     )
 
 
-def measure(model: LAS, batches: list[Batch], steps: int) -> tuple[float, float]:
-    """Audio seconds per second over `steps` batches after one warm-up step.
+def measure(
+    model: LAS, batches: list[Batch], steps: int, precision: str = "fp32"
+) -> tuple[float, float]:
+    """Audio seconds per second over `steps` batches after one warm-up step, the forward pass
+    under bf16 autocast when `precision` is "bf16" (as the trainer runs `train.precision`).
 
     Returns (per CPU-second, per wall-second). On a shared machine the wall clock mostly
     measures the neighbours; CPU time of this process is the stable number.
@@ -106,7 +110,8 @@ def measure(model: LAS, batches: list[Batch], steps: int) -> tuple[float, float]
     audio, cpu, wall = 0.0, 0.0, 0.0
     for i, batch in enumerate(batches[: steps + 1]):
         cpu_start, wall_start = time.process_time(), time.perf_counter()
-        loss, stats = model(batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss, stats = model(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -192,7 +197,7 @@ def time_configs(args: argparse.Namespace) -> list[dict]:
         batches = batches[len(batches) // 3 :]
         torch.manual_seed(0)
         model = LAS(cfg, tok.vocab_size)
-        cpu, wall = measure(model, batches, args.steps)
+        cpu, wall = measure(model, batches, args.steps, cfg.train.precision)
         name = " ".join([str(path), *args.set])
         rows.append({"config": name, "audio_s_per_cpu_s": cpu, "audio_s_per_wall_s": wall})
         print(f"{name}: {cpu:.1f} audio-s per CPU-s, {wall:.1f} per wall-s", flush=True)

@@ -149,9 +149,9 @@ def _accumulate(totals: dict[str, float], stats: dict[str, float]) -> None:
 
 
 def _autocast(device: str, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    if dtype is None or not device.startswith("cuda"):
+    if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(torch.device(device).type, dtype=dtype)
 
 
 @dataclass(frozen=True)

@@ -360,10 +360,13 @@ def _optimisation(
 
 
 def _precision(cfg: ExperimentConfig, device: str) -> torch.dtype | None:
-    """bf16/fp16 autocast on CUDA; the CPU always trains in fp32."""
-    if cfg.train.precision == "fp32" or not device.startswith("cuda"):
-        return None
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[cfg.train.precision]
+    """bf16 autocast on CUDA or the CPU, fp16 on CUDA only (the CPU trains fp16 runs in fp32:
+    it has no fp16 matrix units worth the loss scaling)."""
+    if cfg.train.precision == "bf16":
+        return torch.bfloat16
+    if cfg.train.precision == "fp16" and device.startswith("cuda"):
+        return torch.float16
+    return None
 
 
 def _seed_everything(seed: int) -> None:
