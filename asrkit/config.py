@@ -298,9 +298,9 @@ class TrainConfig:
     align_check_steps: int = 2000  # warn in plain words if attention is not aligned by then
     num_workers: int = 0  # data-loader workers
     seed: int = 0  # seeds model init, batching, augmentation and dropout
-    # "fp32", "bf16" (autocast on CUDA or the CPU: on a CPU with bf16 matrix units, AVX512-BF16
-    # or AMX, the linear layers run several times faster) or "fp16" (CUDA only, loss-scaled;
-    # the CPU trains it in fp32). Losses, attention energies and LSTM cells stay in fp32.
+    # "fp32", "bf16" (autocast on CUDA or the CPU; on the CPU it pays only with bf16 matrix
+    # units, AVX512-BF16 or AMX, and wide models: benchmarks/RESULTS.md) or "fp16" (CUDA only,
+    # loss-scaled; the CPU trains it in fp32). Losses and attention energies stay in fp32.
     precision: str = "fp32"
     plot_utterances: int = 3  # dev utterances whose attention is plotted each epoch
     log_every: int = 10  # steps between metrics.jsonl lines
