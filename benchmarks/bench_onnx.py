@@ -53,12 +53,7 @@ def main() -> None:
             torch_texts.append(hyp.text)
     torch_wall = time.perf_counter() - started
     started = time.perf_counter()
-    onnx_texts = [
-        recognizer.decode_text(
-            recognizer.search(recognizer.features(w.numpy()), args.beam, opts.ctc_weight)
-        )
-        for w in waves
-    ]
+    onnx_texts = [recognizer.transcribe(w.numpy(), args.beam, opts.ctc_weight) for w in waves]
     onnx_wall = time.perf_counter() - started
     result = {
         "model": str(args.model),

@@ -85,19 +85,20 @@ class OnnxRecognizer:
         power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
         return np.log(np.maximum(power @ self.mel, LOG_FLOOR)).astype(np.float32)
 
-    def transcribe_file(self, path: Path, beam: int = 1) -> str:
+    def transcribe_file(self, path: Path, beam: int = 1, ctc_weight: float | None = None) -> str:
         """A file's transcript (mixed to mono; it must have the model's rate), greedy or with
-        a beam of `beam`."""
+        a beam of `beam` (joint CTC at `ctc_weight`, as `search`)."""
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
         if rate != self.meta["features"]["sample_rate"]:
             raise ValueError(
                 f"{path}: {rate} Hz; the model reads {self.meta['features']['sample_rate']} Hz"
             )
-        return self.transcribe(data.mean(axis=1), beam)
+        return self.transcribe(data.mean(axis=1), beam, ctc_weight)
 
-    def transcribe(self, wave: np.ndarray, beam: int = 1) -> str:
-        """Transcript of mono samples at the model's rate, greedy or with a beam of `beam`."""
-        return self.decode_text(self.search(self.features(wave), beam))
+    def transcribe(self, wave: np.ndarray, beam: int = 1, ctc_weight: float | None = None) -> str:
+        """Transcript of mono samples at the model's rate, greedy or with a beam of `beam`
+        (joint CTC at `ctc_weight`, as `search`)."""
+        return self.decode_text(self.search(self.features(wave), beam, ctc_weight))
 
     def search(
         self, feats: np.ndarray, beam: int = 1, ctc_weight: float | None = None
