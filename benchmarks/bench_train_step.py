@@ -33,6 +33,8 @@ from asrkit.io import atomic_write_json, refuse_overwrite
 from asrkit.model.attention import REGISTRY, resolve_kind
 from asrkit.model.las import LAS, Batch
 from asrkit.tokenizer import CharTokenizer
+from asrkit.training.loop import autocast
+from asrkit.training.run import precision_dtype
 
 # name -> listener/speller overrides; all use the default 80-bin features and ctc_weight 0.3.
 LISTENERS: dict[str, list[str]] = {
@@ -97,10 +99,10 @@ def collate(utts: list[tuple[torch.Tensor, str]], tok: CharTokenizer) -> Batch:
 
 
 def measure(
-    model: LAS, batches: list[Batch], steps: int, precision: str = "fp32"
+    model: LAS, batches: list[Batch], steps: int, dtype: torch.dtype | None = None
 ) -> tuple[float, float]:
     """Audio seconds per second over `steps` batches after one warm-up step, the forward pass
-    under bf16 autocast when `precision` is "bf16" (as the trainer runs `train.precision`).
+    under autocast in `dtype` (None: fp32), as the trainer runs `train.precision`.
 
     Returns (per CPU-second, per wall-second). On a shared machine the wall clock mostly
     measures the neighbours; CPU time of this process is the stable number.
@@ -110,7 +112,7 @@ def measure(
     audio, cpu, wall = 0.0, 0.0, 0.0
     for i, batch in enumerate(batches[: steps + 1]):
         cpu_start, wall_start = time.process_time(), time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with autocast("cpu", dtype):
             loss, stats = model(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -197,7 +199,7 @@ def time_configs(args: argparse.Namespace) -> list[dict]:
         batches = batches[len(batches) // 3 :]
         torch.manual_seed(0)
         model = LAS(cfg, tok.vocab_size)
-        cpu, wall = measure(model, batches, args.steps, cfg.train.precision)
+        cpu, wall = measure(model, batches, args.steps, precision_dtype(cfg, "cpu"))
         name = " ".join([str(path), *args.set])
         rows.append({"config": name, "audio_s_per_cpu_s": cpu, "audio_s_per_wall_s": wall})
         print(f"{name}: {cpu:.1f} audio-s per CPU-s, {wall:.1f} per wall-s", flush=True)

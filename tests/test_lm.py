@@ -341,7 +341,8 @@ def test_bad_arpa_names_the_line(tmp_path: Path, text: str, message: str) -> Non
 
 
 def test_word_fusion_scores_words_where_they_end(tmp_path: Path) -> None:
-    from asrkit.lm.ngram import ArpaLM, WordFusion
+    from asrkit.lm.ngram import ArpaLM
+    from asrkit.lm.word_fusion import WordFusion
 
     path = tmp_path / "lm.arpa"
     path.write_text(ARPA)
@@ -363,7 +364,8 @@ def test_word_fusion_scores_words_where_they_end(tmp_path: Path) -> None:
 def test_word_fusion_steps_sum_to_the_sentence_score(tmp_path: Path) -> None:
     import math
 
-    from asrkit.lm.ngram import ArpaLM, WordFusion
+    from asrkit.lm.ngram import ArpaLM
+    from asrkit.lm.word_fusion import WordFusion
 
     path = tmp_path / "lm.arpa"
     path.write_text(ARPA)

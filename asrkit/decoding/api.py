@@ -296,8 +296,9 @@ def fusion_lm(loaded: LoadedModel, opts: DecodeOptions) -> LanguageModel | None:
     from asrkit.lm.checkpoint import check_units, is_arpa, load_lm, resolve_lm
 
     path = resolve_lm(Path(opts.lm))
-    if is_arpa(path):  # a word n-gram: scored where the model's units end words
-        from asrkit.lm.ngram import ArpaLM, WordFusion
+    if is_arpa(path):  # a word n-gram, scored through the units with lexicon look-ahead
+        from asrkit.lm.ngram import ArpaLM
+        from asrkit.lm.word_fusion import WordFusion
 
         return WordFusion(ArpaLM.load(path), loaded.tokenizer)
     device = str(next(loaded.model.parameters()).device)

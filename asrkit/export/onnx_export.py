@@ -224,7 +224,7 @@ def write_meta(
     fmt: str = "attnasr-onnx-v1",
 ) -> None:
     """`model.json` and `features.npz` (paths[2], paths[3]) of an export in format `fmt`."""
-    cfg, opts = loaded.config, loaded.decode_options(beam=1)
+    cfg, opts, chosen = loaded.config, loaded.decode_options(beam=1), loaded.decode_options()
     fbank = Fbank(cfg.features)
     spectrogram = fbank.mel.spectrogram
     n_fft, win = spectrogram.n_fft, spectrogram.win_length
@@ -244,8 +244,8 @@ def write_meta(
             "eos_id": EOS_ID,
         },
         "decode": {
-            "beam": loaded.decode_options().beam,
-            "ctc_weight": loaded.decode_options().ctc_weight if loaded.model.ctc else 0.0,
+            "beam": chosen.beam,
+            "ctc_weight": chosen.ctc_weight if loaded.model.ctc else 0.0,
             **{k: getattr(opts, k) for k in DECODE_KEYS},
         },
         "names": {

@@ -4,11 +4,8 @@
 gzipped) and scores a word given its history with Katz back-off: log P(w | h) is the longest
 listed n-gram's probability plus the back-off weights of the shorter histories passed over.
 
-`WordFusion` makes it a `LanguageModel` of the acoustic model's units, so beam search fuses it
-like a neural LM: a unit that ends a word (<eos>, or one whose piece starts a new word with
-"▁") scores log P(word | previous words) of the word it completes, every other unit 0. The
-per-row history is Python data; the search's state holds a handle (N,) into it, which the
-search reorders like any state.
+`asrkit.lm.word_fusion.WordFusion` makes it a `LanguageModel` of the acoustic model's units
+(with lexicon look-ahead), so beam search fuses it like a neural LM.
 
 Example:
     >>> arpa = ArpaLM.from_text("\\\\data\\\\\\nngram 1=3\\n\\n\\\\1-grams:\\n-1.0 <s>\\n"
@@ -24,13 +21,7 @@ import math
 import re
 from pathlib import Path
 
-import torch
-from torch import Tensor
-
 from asrkit.io import UserError, require_file
-from asrkit.lm.model import LanguageModel
-from asrkit.model.attention.base import State
-from asrkit.tokenizer import EOS_ID, SPACE, SPECIALS, Tokenizer
 
 LN10 = math.log(10.0)
 _COUNT = re.compile(r"^ngram (\d+)=(\d+)$")
@@ -200,61 +191,3 @@ def _write_arpa(probs: dict, backoffs: dict, order: int) -> str:
             lines.append(f"{prob:.6f} {' '.join(gram)}{tail}")
         lines.append("")
     return "\n".join([*lines, "\\end\\", ""])
-
-
-class WordFusion(LanguageModel):
-    """An `ArpaLM` seen through the acoustic model's units (decoding only, no parameters)."""
-
-    def __init__(self, arpa: ArpaLM, tokenizer: Tokenizer) -> None:
-        super().__init__()
-        self.arpa, self.vocab_size = arpa, tokenizer.vocab_size
-        self.pieces = list(tokenizer.pieces)
-        # ends[v]: unit v ends the current word (<eos>, or a piece that starts a new one)
-        self.ends = [
-            i == EOS_ID or (i >= len(SPECIALS) and p.startswith(SPACE))
-            for i, p in enumerate(self.pieces)
-        ]
-        self.rows: list[tuple[tuple[str, ...], str]] = []  # (words so far, current word)
-
-    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        raise UserError("an n-gram LM scores words at decoding time only (no training pass)")
-
-    def initial_state(self, rows: int, device: torch.device) -> State:
-        self.rows = [(("<s>",), "")]
-        return {"handle": torch.zeros(rows, dtype=torch.long, device=device)}
-
-    def step(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
-        handles = []
-        for handle, unit in zip(state["handle"].tolist(), prev.tolist(), strict=True):
-            self.rows.append(self._advance(self.rows[handle], unit))
-            handles.append(len(self.rows) - 1)
-        new = torch.tensor(handles, dtype=torch.long, device=prev.device)
-        return self._scores(new), {"handle": new}
-
-    def log_probs(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
-        return self.step(prev, state)  # already log-probabilities (per word, 0 inside one)
-
-    def _advance(self, row: tuple[tuple[str, ...], str], unit: int) -> tuple[tuple[str, ...], str]:
-        """The row after appending `unit` (<eos> as the first input starts the sentence)."""
-        words, current = row
-        if unit < len(SPECIALS):
-            return row
-        piece = self.pieces[unit]
-        if piece.startswith(SPACE):
-            return ((*words, current) if current else words), piece[len(SPACE) :]
-        return words, current + piece
-
-    def _scores(self, handles: Tensor) -> Tensor:
-        """(N, V) float64: at word-ending units, log P(completed word | words before)."""
-        out = torch.zeros(len(handles), self.vocab_size, dtype=torch.float64)
-        ending = [v for v, e in enumerate(self.ends) if e]
-        for n, handle in enumerate(handles.tolist()):
-            words, current = self.rows[handle]
-            if not current:  # nothing to complete (a start, or a doubled space)
-                out[n, EOS_ID] = self.arpa.score(words, "</s>")
-                continue
-            word_score = self.arpa.score(words, current)
-            for v in ending:
-                out[n, v] = word_score
-            out[n, EOS_ID] += self.arpa.score((*words, current), "</s>")
-        return out.to(handles.device)

@@ -93,7 +93,7 @@ def train_one_epoch(
             else model.no_sync()
         )
         with sync:
-            with _autocast(device, opt.autocast_dtype):
+            with autocast(device, opt.autocast_dtype):
                 loss, stats = model(batch, sampling_prob=sampling_prob, guide_weight=guide_weight)
             # Dividing by accum_steps makes k accumulated micro-batches one averaged batch.
             scaled = loss / opt.accum_steps
@@ -148,7 +148,8 @@ def _accumulate(totals: dict[str, float], stats: dict[str, float]) -> None:
         totals[key] = totals.get(key, 0.0) + stats[key] * tokens
 
 
-def _autocast(device: str, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+def autocast(device: str, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Mixed precision in `dtype` on `device`'s type; no context for fp32 (dtype None)."""
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=dtype)

@@ -346,7 +346,7 @@ def _optimisation(
     optimizer, scheduler = build_optimizer(
         list(model.parameters()), cfg.optim, steps_per_epoch * cfg.train.max_epochs
     )
-    dtype = _precision(cfg, device)
+    dtype = precision_dtype(cfg, device)
     return Optimisation(
         optimizer=optimizer,
         scheduler=scheduler,
@@ -359,7 +359,7 @@ def _optimisation(
     )
 
 
-def _precision(cfg: ExperimentConfig, device: str) -> torch.dtype | None:
+def precision_dtype(cfg: ExperimentConfig, device: str) -> torch.dtype | None:
     """bf16 autocast on CUDA or the CPU, fp16 on CUDA only (the CPU trains fp16 runs in fp32:
     it has no fp16 matrix units worth the loss scaling)."""
     if cfg.train.precision == "bf16":
