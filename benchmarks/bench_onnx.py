@@ -14,13 +14,14 @@ import time
 from pathlib import Path
 
 import torch
+from bench_common import print_and_save
 
 from asrkit.checkpoint import load_model
 from asrkit.data.manifest import read_manifest
 from asrkit.decoding import beam_search, greedy_search
 from asrkit.export.onnx_runtime import OnnxRecognizer
 from asrkit.features import Fbank, load_audio
-from asrkit.io import atomic_write_json, refuse_overwrite
+from asrkit.io import refuse_overwrite
 
 
 def main() -> None:
@@ -68,10 +69,7 @@ def main() -> None:
         "onnx_rtf": onnx_wall / seconds,
         "threads": 1,
     }
-    for key, value in result.items():
-        print(f"{key:14s} {value:.4f}" if isinstance(value, float) else f"{key:14s} {value}")
-    if args.json is not None:
-        atomic_write_json(args.json, result)
+    print_and_save(result, args.json, width=14)
 
 
 if __name__ == "__main__":

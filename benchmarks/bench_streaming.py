@@ -23,13 +23,14 @@ import time
 from pathlib import Path
 
 import torch
+from bench_common import print_and_save
 
 from asrkit.checkpoint import LoadedModel, load_model
 from asrkit.data.manifest import read_manifest
 from asrkit.decoding import greedy_search
 from asrkit.decoding.timing import ctc_viterbi, word_groups
 from asrkit.features import Fbank, load_audio
-from asrkit.io import atomic_write_json, refuse_overwrite
+from asrkit.io import refuse_overwrite
 from asrkit.scoring import score
 from asrkit.streaming import Stream
 from asrkit.streaming.search import segmented_greedy
@@ -131,10 +132,7 @@ def main() -> None:
     args = parser.parse_args()
     refuse_overwrite([args.json], args.force)
     result = run(args)
-    for key, value in result.items():
-        print(f"{key:30s} {value:.4f}" if isinstance(value, float) else f"{key:30s} {value}")
-    if args.json is not None:
-        atomic_write_json(args.json, result)
+    print_and_save(result, args.json, width=30)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_streaming import KINDS, TOKENIZER, chirp, run_stream
+from test_streaming import KINDS, TOKENIZER, assert_stream_ends_with_greedy, chirp
 
 from asrkit.checkpoint import LoadedModel
 from asrkit.config import ConfigError
-from asrkit.decoding import greedy_search
-from asrkit.features import Fbank
 from asrkit.model.encoders import SelfAttentionEncoder, chunk_mask
 from asrkit.model.las import LAS
 from asrkit.streaming import streaming_problem
@@ -95,16 +93,8 @@ def test_incremental_encoder_equals_the_masked_offline_pass(
 def test_a_streaming_conformer_stream_ends_with_greedy_searchs_hypothesis(
     kind: str, chunk: int
 ) -> None:
-    loaded = conformer_model(kind)
-    wave = chirp(2.0)
-    feats = Fbank(loaded.config.features)(wave).unsqueeze(0)
-    opts = loaded.decode_options(beam=1)
-    offline = greedy_search(loaded.model, feats, torch.tensor([feats.shape[1]]), opts, TOKENIZER)[0]
-    partials, result = run_stream(loaded, wave, chunk)
-    assert result.hypothesis.tokens == offline.tokens and offline.tokens
-    torch.testing.assert_close(result.hypothesis.attention, offline.attention, atol=1e-5, rtol=0)
-    texts = [p.text for p in partials]
-    assert all(result.text.startswith(t) for t in texts)
+    _, result = assert_stream_ends_with_greedy(conformer_model(kind), chirp(2.0), chunk)
+    assert result.hypothesis.tokens  # an empty hypothesis would make the equality vacuous
 
 
 def test_unchunked_self_attention_is_refused_and_bad_chunk_options_are_named() -> None:
