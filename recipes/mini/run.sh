@@ -19,7 +19,9 @@ jobs=2
 nproc=2
 max_frames=8000         # the configs' train.max_frames, split across the nproc processes
 train_args=""           # more `attnasr train` options, e.g. "--set model.ctc_weight=0.3"
-lm_minutes=20           # stage 5: the character LM's training budget
+lm_kind=lstm            # stage 5: lstm (a character LM over the model's units) or ngram
+lm_order=3              # stage 5, ngram: the word n-gram's order
+lm_minutes=20           # stage 5, lstm: the character LM's training budget
 lm_words=50000          # stage 5: wordfreq words for the LM text (0 = the transcripts only)
 stage=0
 stop_stage=6
@@ -61,10 +63,17 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   python recipes/mini/local/split_dev_speakers.py "$data"
   lm_text="$data/lm/transcripts.txt"
   [ "$lm_words" = 0 ] || lm_text="$lm_text $data/lm/words.txt"
-  attnasr train-lm $lm_text --out "$exp/lm" --model "$exp" --max-minutes "$lm_minutes" \
-    --set model.embed_dim=128
+  lm_weights=0.1,0.2,0.3,0.5,0.7
+  if [ "$lm_kind" = ngram ]; then
+    # A word n-gram fused with lexicon look-ahead; it carries more weight than a character LM.
+    attnasr train-lm $lm_text --out "$exp/lm" --kind ngram --order "$lm_order"
+    lm_weights=0.2,0.3,0.5,0.7,1.0
+  else
+    attnasr train-lm $lm_text --out "$exp/lm" --model "$exp" --max-minutes "$lm_minutes" \
+      --set model.embed_dim=128
+  fi
   attnasr tune-weights --model "$exp" --manifest "$data/mini_dev_2078.jsonl" --lm "$exp/lm" \
-    --out "$exp/lm/tune"
+    --lm-weights "$lm_weights" --out "$exp/lm/tune"
   attnasr evaluate --model "$exp" --manifest "$data/mini_dev_2412.jsonl" --out "$exp/eval/dev_2412"
   read -r lm_weight length_bonus < <(python -c 'import json, sys
 c = json.load(open(sys.argv[1]))["chosen"]; print(c["lm_weight"], c["length_bonus"])' "$exp/lm/tune/tune.json")
