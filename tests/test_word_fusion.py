@@ -1,19 +1,16 @@
 """Lexicon look-ahead for word n-gram fusion: the prefix masses are the vocabulary's sums, the
-charges telescope to the n-gram's sentence score, and the search is steered inside words."""
+charges telescope to the n-gram's sentence score, and the search is steered inside words.
+Fused beam search, batched against one at a time: tests/test_lm.py."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
-from decoding_support import tiny_loaded
 
-from asrkit.decoding import DecodeOptions, beam_search
 from asrkit.lm.ngram import ArpaLM, build_arpa
 from asrkit.lm.word_fusion import PrefixMass, WordFusion
-from asrkit.testing import dummy_batch
 from asrkit.tokenizer import EOS_ID, CharTokenizer, SentencePieceTokenizer, Tokenizer
 
 SENTENCES = [
@@ -92,21 +89,3 @@ def test_look_ahead_charges_inside_words() -> None:
     _, steps = _fused_total(fusion, [*tok.encode("THE CAT SAT"), EOS_ID])
     assert all(s <= 1e-12 for s in steps)
     assert sum(1 for s in steps if s < 0) > 3  # spent inside the words, not only at their ends
-
-
-def test_look_ahead_fusion_batched_equals_alone(tmp_path: Path) -> None:
-    arpa = ArpaLM.from_text(build_arpa(SENTENCES, order=3), "test")
-    loaded, batch = tiny_loaded(), dummy_batch()
-    fusion = WordFusion(arpa, loaded.tokenizer)
-    opts = DecodeOptions(beam=3, ctc_weight=0.3, lm_weight=0.5, nbest=3, eos_threshold=100.0)
-    together = beam_search(
-        loaded.model, batch.feats, batch.feat_lengths, opts, loaded.tokenizer, lm=fusion
-    )
-    for i, hyp in enumerate(together):
-        for alt in hyp.alternatives:
-            assert alt.lm == pytest.approx(arpa.sentence_score(alt.text), abs=1e-6)
-        n = int(batch.feat_lengths[i])
-        alone = beam_search(
-            loaded.model, batch.feats[i : i + 1, :n], batch.feat_lengths[i : i + 1], opts, lm=fusion
-        )[0]
-        assert alone.tokens == hyp.tokens
