@@ -19,7 +19,7 @@ jobs=2
 nproc=2
 max_frames=8000         # the configs' train.max_frames, split across the nproc processes
 train_args=""           # more `attnasr train` options, e.g. "--set model.ctc_weight=0.3"
-lm_kind=lstm            # stage 5: lstm (a character LM over the model's units) or ngram
+lm_kind=ngram           # stage 5: ngram (a word n-gram, look-ahead fusion) or lstm (a character LM)
 lm_order=3              # stage 5, ngram: the word n-gram's order
 lm_minutes=20           # stage 5, lstm: the character LM's training budget
 lm_words=50000          # stage 5: wordfreq words for the LM text (0 = the transcripts only)
