@@ -32,8 +32,10 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import math
 from bisect import bisect_left
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor
@@ -104,11 +106,9 @@ class PrefixMass:
         return self._tables[history]
 
 
-def _cumulative(values: object) -> list[float]:
-    sums = [0.0]
-    for value in values:  # type: ignore[attr-defined]
-        sums.append(sums[-1] + value)
-    return sums
+def _cumulative(values: Iterable[float]) -> list[float]:
+    """Prefix sums with a leading 0: sums[j] - sums[i] adds values i .. j - 1."""
+    return [0.0, *itertools.accumulate(values)]
 
 
 class WordFusion(LanguageModel):
@@ -120,7 +120,7 @@ class WordFusion(LanguageModel):
         super().__init__()
         self.arpa, self.mass = arpa, PrefixMass(arpa)
         self.vocab_size, self.pieces = tokenizer.vocab_size, list(tokenizer.pieces)
-        words = [i for i in range(len(SPECIALS), len(self.pieces))]
+        words = range(len(SPECIALS), len(self.pieces))
         self.starters = [i for i in words if self.pieces[i].startswith(SPACE)]
         self.inner = [i for i in words if not self.pieces[i].startswith(SPACE)]
         self.rows: list[Row] = []
