@@ -340,7 +340,7 @@ def test_bad_arpa_names_the_line(tmp_path: Path, text: str, message: str) -> Non
         ArpaLM.load(path)
 
 
-def test_word_fusion_scores_words_where_they_end(tmp_path: Path) -> None:
+def test_word_fusion_sums_to_the_sentence_score_batched_or_alone(tmp_path: Path) -> None:
     from asrkit.lm.ngram import ArpaLM
     from asrkit.lm.word_fusion import WordFusion
 

@@ -85,9 +85,14 @@ class ArpaLM:
                 raise UserError(f"{where}: {count} {order}-grams announced, {found} listed")
         return cls(grams, max(counts))
 
+    def context(self, history: tuple[str, ...]) -> tuple[str, ...]:
+        """The part of `history` (earlier words, oldest first) the model conditions on: its
+        last order - 1 words."""
+        return history[-(self.order - 1) :] if self.order > 1 else ()
+
     def score(self, history: tuple[str, ...], word: str) -> float:
         """Natural-log P(word | history) with back-off (history: earlier words, oldest first)."""
-        history = history[-(self.order - 1) :] if self.order > 1 else ()
+        history = self.context(history)
         backoff = 0.0
         for start in range(len(history) + 1):
             context = history[start:]

@@ -76,8 +76,7 @@ class PrefixMass:
         """L(prefix | history) (history: earlier words, oldest first)."""
         if not prefix:
             return 1.0
-        order = self.arpa.order
-        history = history[-(order - 1) :] if order > 1 else ()
+        history = self.arpa.context(history)
         key = (history, prefix)
         if key not in self._memo:
             words, sums = self._table(history)
@@ -147,8 +146,7 @@ class WordFusion(LanguageModel):
         return self.step(prev, state)  # already log-probability increments
 
     def _history(self, history: History, word: str) -> History:
-        order = self.arpa.order
-        return (*history, word)[-(order - 1) :] if order > 1 else ()
+        return self.arpa.context((*history, word))
 
     def _advance(self, row: Row, unit: int) -> Row:
         """The row after appending `unit` (<eos> as the first input starts the sentence)."""
